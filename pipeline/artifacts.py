@@ -1,0 +1,261 @@
+"""Parquet tables with explicit schemas, written atomically, with the lineage of the file in its footer.
+Every table carries the row ids of the architecture page: task_id -> rollout_id -> reflection_id ->
+retry_id -> sample_id -> update (checkpoint sha256 + parent sha256). No torch here."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LINEAGE_KEY = b"erl.lineage"
+
+_ids = pa.list_(pa.list_(pa.int32()))
+_str = pa.string()
+
+# The episode columns shared by first attempts, second attempts and evaluation rollouts.
+_EPISODE = [
+    ("system_prompt", _str),
+    ("initial_observation", _str),
+    ("messages", pa.list_(_str)),  # the user message of each turn
+    ("responses", pa.list_(_str)),
+    ("actions", pa.list_(_str)),  # canonical action per turn, null when invalid
+    ("moved", pa.list_(pa.bool_())),
+    ("events", pa.list_(_str)),
+    ("observations", pa.list_(_str)),  # the rendered state after each turn
+    ("prompt_ids", _ids),  # exact token ids per turn
+    ("response_ids", _ids),
+    ("n_turns", pa.int32()),
+    ("seed", pa.int64()),
+]
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "tasks": pa.schema(
+        [("task_id", _str), ("split", _str), ("env", _str), ("spec", _str), ("optimal_len", pa.int32()), ("map_key", _str)]
+    ),
+    "attempts": pa.schema(
+        [("rollout_id", _str), ("task_id", _str), ("epoch", pa.int32()), ("sample_idx", pa.int32())] + _EPISODE
+    ),
+    "feedback": pa.schema(
+        [
+            ("rollout_id", _str),
+            ("task_id", _str),
+            ("epoch", pa.int32()),
+            ("reward", pa.float64()),
+            ("success", pa.bool_()),
+            ("outcome", _str),
+            ("feedback", _str),
+            ("summary", _str),
+            ("group_size", pa.int32()),
+            ("group_mean", pa.float64()),
+            ("group_std", pa.float64()),
+            ("advantage", pa.float64()),
+        ]
+    ),
+    "reflections": pa.schema(
+        [
+            ("reflection_id", _str),
+            ("rollout_id", _str),
+            ("task_id", _str),
+            ("epoch", pa.int32()),
+            ("memory_version", pa.int32()),  # the memory version the reflector read; 0 = none
+            ("memory_text", _str),
+            ("prompt_ids", pa.list_(pa.int32())),
+            ("response_ids", pa.list_(pa.int32())),
+            ("raw_text", _str),
+            ("reflection", _str),  # the parsed rulebook that becomes the retry's system prompt
+            ("has_tag", pa.bool_()),
+            ("truncated", pa.bool_()),
+            ("seed", pa.int64()),
+        ]
+    ),
+    "retries": pa.schema(
+        [
+            ("retry_id", _str),
+            ("rollout_id", _str),
+            ("reflection_id", _str),  # null in the no-reflection ablation
+            ("task_id", _str),
+            ("epoch", pa.int32()),
+        ]
+        + _EPISODE
+        + [
+            ("distill_prompt_ids", _ids),  # the same turns under s0, for the distilled sample
+            ("reward", pa.float64()),
+            ("success", pa.bool_()),
+            ("outcome", _str),
+        ]
+    ),
+    "samples": pa.schema(
+        [
+            ("sample_id", _str),
+            ("epoch", pa.int32()),
+            ("kind", _str),  # first | reflection | second | distilled
+            ("task_id", _str),
+            ("rollout_id", _str),
+            ("reflection_id", _str),
+            ("retry_id", _str),
+            ("reward", pa.float64()),
+            ("advantage", pa.float64()),
+            ("prompt_ids", _ids),
+            ("response_ids", _ids),
+            ("n_tokens", pa.int32()),  # trained (response) tokens
+        ]
+    ),
+    "memory": pa.schema(
+        [
+            ("version", pa.int32()),
+            ("parent_version", pa.int32()),
+            ("epoch", pa.int32()),
+            ("reflection_id", _str),  # the reflection whose successful retry created this version
+            ("retry_id", _str),
+            ("text", _str),
+        ]
+    ),
+    "updates": pa.schema(
+        [
+            ("update_id", _str),
+            ("epoch", pa.int32()),
+            ("sample_id", _str),
+            ("kind", _str),
+            ("ppo_epoch", pa.int32()),
+            ("step", pa.int32()),
+            ("advantage", pa.float64()),
+            ("n_tokens", pa.int32()),
+            ("loss", pa.float64()),  # this sample's summed token loss (its share of the step is loss / n)
+            ("kl", pa.float64()),  # summed k3 KL to the epoch-0 policy over its tokens
+            ("ratio_mean", pa.float64()),
+            ("clip_frac", pa.float64()),
+            ("checkpoint_sha256", _str),
+            ("parent_sha256", _str),
+        ]
+    ),
+    "steps": pa.schema(
+        [
+            ("update_id", _str),
+            ("epoch", pa.int32()),
+            ("step", pa.int32()),
+            ("ppo_epoch", pa.int32()),
+            ("n_samples", pa.int32()),
+            ("n_tokens", pa.int32()),
+            ("loss", pa.float64()),
+            ("kl", pa.float64()),  # mean over tokens
+            ("clip_frac", pa.float64()),
+            ("grad_norm", pa.float64()),
+            ("lr", pa.float64()),
+            ("checkpoint_sha256", _str),
+            ("parent_sha256", _str),
+        ]
+    ),
+    "eval": pa.schema(
+        [
+            ("rollout_id", _str),
+            ("task_id", _str),
+            ("epoch", pa.int32()),
+            ("sample_idx", pa.int32()),
+            ("reward", pa.float64()),
+            ("success", pa.bool_()),
+            ("outcome", _str),
+            ("n_turns", pa.int32()),
+            ("actions", pa.list_(_str)),
+            ("responses", pa.list_(_str)),
+        ]
+    ),
+}
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_dir(path: str | Path) -> str:
+    """Hash of a directory: its files' relative paths and contents, in sorted order."""
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
+    return h.hexdigest()
+
+
+def sha256_path(path: str | Path) -> str:
+    return sha256_dir(path) if Path(path).is_dir() else sha256_file(path)
+
+
+def _atomic(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)
+    return Path(tmp)
+
+
+def write_table(name: str, rows: Iterable[dict[str, Any]] | pa.Table, path: str | Path, lineage: dict) -> Path:
+    """Write rows under the named schema (unknown or missing columns are an error), atomically."""
+    schema = SCHEMAS[name]
+    if isinstance(rows, pa.Table):
+        table = rows.select(schema.names).cast(schema)
+    else:
+        rows = list(rows)
+        for r in rows:
+            if set(r) != set(schema.names):
+                extra, missing = set(r) - set(schema.names), set(schema.names) - set(r)
+                raise SchemaError(f"{name}: row columns differ from the schema (extra {sorted(extra)}, missing {sorted(missing)})")
+        table = pa.Table.from_pylist(rows, schema=schema)
+    meta = {LINEAGE_KEY: json.dumps({"table": name, **lineage}, sort_keys=True).encode()}
+    table = table.replace_schema_metadata(meta)
+    path = Path(path)
+    tmp = _atomic(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    path = Path(path)
+    tmp = _atomic(path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_table(name: str, path: str | Path) -> pa.Table:
+    """Read a table and check it has exactly the named schema."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (expected the '{name}' table)")
+    table = pq.read_table(path)
+    expected = SCHEMAS[name]
+    if not table.schema.remove_metadata().equals(expected):
+        raise SchemaError(
+            f"{path}: schema does not match the '{name}' table\n  expected: {expected.names}\n  found:    {table.schema.names}"
+        )
+    return table
+
+
+def read_rows(name: str, path: str | Path) -> list[dict[str, Any]]:
+    return read_table(name, path).to_pylist()
+
+
+def read_lineage(path: str | Path) -> dict:
+    meta = pq.read_schema(path).metadata or {}
+    if LINEAGE_KEY not in meta:
+        raise SchemaError(f"{path}: no lineage metadata in the Parquet footer")
+    return json.loads(meta[LINEAGE_KEY])

@@ -1,0 +1,214 @@
+"""params.yaml, validated: one pydantic model per stage group. Unknown keys, wrong types and out-of-range
+values are rejected with the offending key named, before a stage writes anything."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sampling(_Strict):
+    """Sampling settings of one role (first attempt, reflector, retry, evaluation)."""
+
+    temperature: float = Field(1.0, ge=0.0, description="0 = greedy")
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, description="0 = off")
+    max_new_tokens: int = Field(16, ge=1)
+
+
+class FrozenLakeParams(_Strict):
+    min_size: int = Field(2, ge=2, le=9, description="smallest board side")
+    max_size: int = Field(9, ge=2, le=9, description="largest board side")
+    p_frozen_low: float = Field(0.6, gt=0.0, lt=1.0)
+    p_frozen_high: float = Field(0.85, gt=0.0, le=1.0)
+    budget: int = Field(8, ge=1, description="steps per episode")
+    pad_to: int | None = Field(None, ge=2, description="render boards padded to this side with X (tiny model)")
+    row_numbers: bool = Field(False, description="prefix each board row with its index")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        if self.min_size > self.max_size:
+            raise ValueError("min_size must be <= max_size")
+        if self.p_frozen_low >= self.p_frozen_high:
+            raise ValueError("p_frozen_low must be < p_frozen_high")
+        if self.pad_to is not None and self.pad_to < self.max_size:
+            raise ValueError("pad_to must be >= max_size")
+        return self
+
+
+class EnvParams(_Strict):
+    name: Literal["frozenlake"] = "frozenlake"
+    n_train: int = Field(2000, ge=1, description="training task pool size")
+    n_test: int = Field(100, ge=1, description="held-out task set size")
+    frozenlake: FrozenLakeParams = FrozenLakeParams()
+
+
+class TinyParams(_Strict):
+    """The embedded default policy, built offline by the init stage (used when policy.model == 'tiny')."""
+
+    hidden_size: int = Field(128, ge=8)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+    warmstart_steps: int = Field(300, ge=0, description="self-supervised warm-start optimizer steps")
+    warmstart_batch_size: int = Field(64, ge=1)
+    warmstart_lr: float = Field(2e-3, gt=0.0)
+
+    @model_validator(mode="after")
+    def _heads(self):
+        if self.hidden_size % self.heads:
+            raise ValueError("hidden_size must be divisible by heads")
+        return self
+
+
+class PolicyParams(_Strict):
+    model: str = Field("tiny", min_length=1, description="'tiny', a local HF model directory or a hub id")
+    engine: Literal["transformers", "vllm"] = "transformers"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    prompts: Literal["tiny", "paper"] = Field("tiny", description="prompt template set (pipeline/prompts.py)")
+    history: int = Field(1, ge=0, description="turns in context, the current one included; 0 = the whole conversation")
+    max_prompt_tokens: int = Field(1024, ge=16, description="longer prompts are truncated from the left")
+    batch_size: int = Field(256, ge=1, description="generation batch (episodes per forward)")
+    tiny: TinyParams = TinyParams()
+
+
+class AblationParams(_Strict):
+    no_memory: bool = Field(False, description="reflections never stored or reused")
+    no_reflection: bool = Field(False, description="retry sees the raw attempt summary, no reflection")
+
+
+class SampleParams(_Strict):
+    tasks_per_epoch: int = Field(64, ge=1)
+    rollouts_per_task: dict[Literal["erl", "rlvr"], int] = Field(default_factory=lambda: {"erl": 4, "rlvr": 8})
+    sampling: Sampling = Sampling(temperature=1.0, max_new_tokens=8)
+
+    @model_validator(mode="after")
+    def _both(self):
+        for algo in ("erl", "rlvr"):
+            if self.rollouts_per_task.get(algo, 0) < 1:
+                raise ValueError(f"rollouts_per_task.{algo} must be >= 1")
+        return self
+
+
+class ReflectParams(_Strict):
+    sampling: Sampling = Sampling(temperature=1.0, max_new_tokens=48)
+    max_reflection_tokens: int = Field(96, ge=1, description="reflections are truncated to this length")
+
+
+class RetryParams(_Strict):
+    sampling: Sampling = Sampling(temperature=1.0, max_new_tokens=8)
+
+
+class ConsolidateParams(_Strict):
+    tau: float = Field(1.0, description="success threshold: reflect when r1 < tau, adopt memory when r2 >= tau")
+    train_first: bool = True
+    train_reflection: bool = True
+    train_second: bool = True
+    train_distilled: bool = True
+    distill_failed: bool = Field(False, description="also add failed second attempts (RAFT advantage 0)")
+    skip_zero_advantage: bool = Field(False, description="drop samples whose advantage is exactly 0")
+
+
+class UpdateParams(_Strict):
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    minibatch_size: int = Field(64, ge=1, description="samples per optimizer step")
+    ppo_epochs: int = Field(1, ge=1, description="passes over the epoch's samples")
+    micro_batch_tokens: int = Field(16384, ge=64, description="padded tokens per forward (gradient accumulation)")
+    clip_low: float = Field(0.2, ge=0.0, lt=1.0)
+    clip_high: float = Field(0.28, ge=0.0)
+    dual_clip: float = Field(3.0, gt=1.0, description="dual-clip bound c for negative advantages")
+    kl_coef: float = Field(0.001, ge=0.0, description="k3 KL penalty to the epoch-0 policy")
+    entropy_coef: float = Field(0.0, ge=0.0)
+    carry_optimizer_state: bool = Field(True, description="AdamW moments travel with the checkpoint")
+
+
+class EvaluateParams(_Strict):
+    samples_per_task: int = Field(4, ge=1)
+    sampling: Sampling = Sampling(temperature=0.7, top_p=0.8, top_k=20, max_new_tokens=8)
+
+
+class TrainParams(_Strict):
+    epochs: int = Field(3, ge=1, le=999, description="ERL rounds; dvc.yaml is generated from this")
+
+
+class Params(_Strict):
+    seed: int = Field(0, ge=0)
+    algorithm: Literal["erl", "rlvr"] = "erl"
+    ablation: AblationParams = AblationParams()
+    env: EnvParams = EnvParams()
+    policy: PolicyParams = PolicyParams()
+    sample: SampleParams = SampleParams()
+    reflect: ReflectParams = ReflectParams()
+    retry: RetryParams = RetryParams()
+    consolidate: ConsolidateParams = ConsolidateParams()
+    update: UpdateParams = UpdateParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    train: TrainParams = TrainParams()
+
+    @property
+    def rollouts_per_task(self) -> int:
+        return self.sample.rollouts_per_task[self.algorithm]
+
+    @property
+    def reflects(self) -> bool:
+        """Whether this run generates learned reflections (ERL without the no-reflection ablation)."""
+        return self.algorithm == "erl" and not self.ablation.no_reflection
+
+    @property
+    def retries(self) -> bool:
+        return self.algorithm == "erl"
+
+    def sections(self, *keys: str) -> dict:
+        """The parameter values a stage read, for the lineage metadata of its outputs."""
+        dumped = self.model_dump(mode="json")
+        return {k: dumped[k] for k in keys}
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the offending key."""
+
+
+def _format(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: invalid parameters"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {key}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_format(exc, path)) from None
+
+
+def load_or_exit(path: str | Path = PARAMS_FILE) -> Params:
+    """For stage entry points: print the validation error and exit 2 before anything is written."""
+    try:
+        return load_params(path)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,29 @@
+"""Names of the stages and of their per-epoch artifacts: the one place the DVC graph, the stages, the
+Prefect flow and the audit code agree on. No torch, no heavy imports."""
+from __future__ import annotations
+
+from pathlib import Path
+
+# One epoch = one experience -> reflection -> consolidation round, in this order.
+EPOCH_STAGES: tuple[str, ...] = ("sample", "feedback", "reflect", "retry", "consolidate", "update", "evaluate")
+ARTIFACTS = Path("artifacts")
+INIT_DIR = ARTIFACTS / "init"
+
+
+def stage_name(stage: str, epoch: int | None = None) -> str:
+    """DVC stage name: ``init``, ``report`` or ``<stage>_e<epoch>`` (e.g. ``update_e3``)."""
+    return stage if epoch is None else f"{stage}_e{epoch}"
+
+
+def epoch_dir(epoch: int, root: Path = ARTIFACTS) -> Path:
+    """Folder of one epoch's artifacts; epoch 0 is the init stage's output."""
+    return root / "init" if epoch == 0 else root / f"epoch_{epoch:03d}"
+
+
+def policy_dir(epoch: int, root: Path = ARTIFACTS) -> Path:
+    """Checkpoint after ``epoch`` updates (epoch 0 = the initial policy written by init)."""
+    return epoch_dir(epoch, root) / "policy"
+
+
+def metrics_path(epoch: int, root: Path = ARTIFACTS) -> Path:
+    return epoch_dir(epoch, root) / "metrics.json"

@@ -1,0 +1,277 @@
+"""FrozenLake (deterministic, not slippery) with abstract symbols, per the method page, section 3.
+
+Pure standard library: no torch, no numpy. Everything is deterministic given (seed, split).
+
+Symbols: A = agent, B = goal, C = hole, D = frozen (the start tile is frozen and shows as D once the agent
+has left it). The agent is always drawn on top of its cell, including on a hole or the goal (episode over).
+Padding cells (render option ``pad_to``) show as X.
+"""
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pipeline.envs.base import Step, Task, Trace, last_code_block
+
+AGENT, GOAL, HOLE, FROZEN, OUTSIDE = "A", "B", "C", "D", "X"
+
+ACTIONS: tuple[str, ...] = ("left", "down", "right", "up")
+# (d_row, d_col) per canonical action.
+MOVES: dict[str, tuple[int, int]] = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
+# Digits 1..4 name the actions in the order of ACTIONS.
+_ALIASES: dict[str, str] = {**{a: a for a in ACTIONS}, **{str(i + 1): a for i, a in enumerate(ACTIONS)}}
+
+OUTCOME = {
+    "goal": "You reached the goal.",
+    "hole": "You fell into a hole.",
+    "limit": "You ran out of steps.",
+}
+
+
+def parse_action(reply: str) -> str | None:
+    """Canonical action named by the LAST ```...``` block of ``reply`` (case-insensitive, or 1-4), else None."""
+    block = last_code_block(reply)
+    if block is None:
+        return None
+    return _ALIASES.get(block.strip().lower())
+
+
+def _spec_of(task_or_spec: Task | dict[str, Any]) -> dict[str, Any]:
+    return task_or_spec.spec if isinstance(task_or_spec, Task) else task_or_spec
+
+
+def map_key(task_or_spec: Task | dict[str, Any]) -> str:
+    """Canonical string of a map (grid + start + goal); equal maps give equal keys."""
+    spec = _spec_of(task_or_spec)
+    (sr, sc), (gr, gc) = spec["start"], spec["goal"]
+    return f"{spec['size']}|{'/'.join(spec['grid'])}|{sr},{sc}|{gr},{gc}"
+
+
+def _bfs_path(grid: list[str], start: tuple[int, int], goal: tuple[int, int]) -> list[str] | None:
+    """Shortest action sequence from start to goal through frozen cells (4-neighbour), None if unreachable."""
+    n = len(grid)
+    start, goal = tuple(start), tuple(goal)
+    prev: dict[tuple[int, int], tuple[tuple[int, int], str] | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        cell = queue.popleft()
+        if cell == goal:
+            path: list[str] = []
+            while prev[cell] is not None:
+                cell, action = prev[cell]  # type: ignore[misc]
+                path.append(action)
+            return path[::-1]
+        r, c = cell
+        for action in ACTIONS:
+            dr, dc = MOVES[action]
+            nr, nc = r + dr, c + dc
+            if 0 <= nr < n and 0 <= nc < n and (nr, nc) not in prev and grid[nr][nc] == FROZEN:
+                prev[(nr, nc)] = (cell, action)
+                queue.append((nr, nc))
+    return None
+
+
+def solve_path(spec: Task | dict[str, Any]) -> list[str] | None:
+    """One optimal action sequence for a map (BFS), None when the goal is unreachable."""
+    spec = _spec_of(spec)
+    return _bfs_path(spec["grid"], tuple(spec["start"]), tuple(spec["goal"]))
+
+
+def solve(spec: Task | dict[str, Any]) -> int:
+    """BFS optimal path length in moves; -1 when the goal is unreachable."""
+    path = solve_path(spec)
+    return -1 if path is None else len(path)
+
+
+@dataclass(frozen=True)
+class FrozenLakeState:
+    """Immutable episode state; ``step`` returns a new one."""
+
+    spec: dict[str, Any]
+    pos: tuple[int, int]
+    steps: int = 0  # steps used so far (invalid actions count)
+    budget: int = 8
+    done: bool = False
+    event: str = ""  # last event: "" | "goal" | "hole" | "limit"
+
+    @property
+    def steps_left(self) -> int:
+        return self.budget - self.steps
+
+
+class FrozenLake:
+    name = "frozenlake"
+    actions = ACTIONS
+
+    def __init__(
+        self,
+        *,
+        min_size: int = 2,
+        max_size: int = 9,
+        p_frozen_low: float = 0.6,
+        p_frozen_high: float = 0.85,
+        budget: int = 8,
+        max_optimal: int | None = None,
+        min_optimal: int = 1,
+        pad_to: int | None = None,
+        row_numbers: bool = False,
+        sep: str = " ",
+    ) -> None:
+        if not 2 <= min_size <= max_size:
+            raise ValueError(f"need 2 <= min_size <= max_size, got {min_size}, {max_size}")
+        if not 0.0 <= p_frozen_low <= p_frozen_high <= 1.0:
+            raise ValueError(f"need 0 <= p_frozen_low <= p_frozen_high <= 1, got {p_frozen_low}, {p_frozen_high}")
+        if budget < 1:
+            raise ValueError(f"budget must be >= 1, got {budget}")
+        if pad_to is not None and pad_to < max_size:
+            raise ValueError(f"pad_to ({pad_to}) must be >= max_size ({max_size})")
+        self.min_size, self.max_size = min_size, max_size
+        self.p_frozen_low, self.p_frozen_high = p_frozen_low, p_frozen_high
+        self.budget = budget
+        # A map whose optimal path exceeds the budget is never kept, whatever max_optimal says.
+        self.max_optimal = budget if max_optimal is None else min(max_optimal, budget)
+        self.min_optimal = max(1, min_optimal)
+        if self.min_optimal > self.max_optimal:
+            raise ValueError(f"min_optimal ({min_optimal}) > max optimal length ({self.max_optimal})")
+        self.pad_to, self.row_numbers, self.sep = pad_to, row_numbers, sep
+
+    # ---- tasks -------------------------------------------------------------------------------------------
+
+    map_key = staticmethod(map_key)
+
+    def _sample_spec(self, rng: random.Random) -> dict[str, Any]:
+        n = rng.randint(self.min_size, self.max_size)
+        p = self.p_frozen_low + (self.p_frozen_high - self.p_frozen_low) * rng.random()  # in [low, high)
+        cells = [[FROZEN if rng.random() < p else HOLE for _ in range(n)] for _ in range(n)]
+        s, g = rng.sample(range(n * n), 2)
+        start, goal = divmod(s, n), divmod(g, n)
+        cells[start[0]][start[1]] = FROZEN
+        cells[goal[0]][goal[1]] = FROZEN
+        return {"size": n, "grid": ["".join(row) for row in cells], "start": list(start), "goal": list(goal)}
+
+    def generate(self, split: str, n: int, seed: int, exclude: set[str] | None = None) -> list[Task]:
+        """``n`` distinct solvable maps, deterministic in (seed, split), none whose map_key is in ``exclude``."""
+        rng = random.Random(f"{seed}:{split}:frozenlake")
+        exclude = exclude or set()
+        seen: set[str] = set()
+        tasks: list[Task] = []
+        max_tries = 1000 + 200 * n
+        tries = 0
+        while len(tasks) < n:
+            if tries >= max_tries:
+                raise RuntimeError(
+                    f"frozenlake: found only {len(tasks)} of {n} distinct solvable maps for split {split!r} "
+                    f"after {max_tries} tries (sizes {self.min_size}-{self.max_size}, optimal length "
+                    f"{self.min_optimal}-{self.max_optimal}, {len(exclude)} excluded); widen the ranges or ask for fewer"
+                )
+            tries += 1
+            spec = self._sample_spec(rng)
+            length = solve(spec)
+            if not self.min_optimal <= length <= self.max_optimal:  # also rejects unreachable (-1)
+                continue
+            key = map_key(spec)
+            if key in seen or key in exclude:
+                continue
+            seen.add(key)
+            tasks.append(Task(task_id=f"fl-{split}-{len(tasks):06d}", split=split, spec=spec, optimal_len=length))
+        return tasks
+
+    # ---- episode -----------------------------------------------------------------------------------------
+
+    def reset(self, task: Task | dict[str, Any]) -> FrozenLakeState:
+        spec = _spec_of(task)
+        return FrozenLakeState(spec=spec, pos=tuple(spec["start"]), budget=self.budget)
+
+    def render(self, state: FrozenLakeState) -> str:
+        spec = state.spec
+        n = spec["size"]
+        goal = tuple(spec["goal"])
+        width = n if self.pad_to is None else self.pad_to
+        lines = []
+        for r in range(width):
+            row = []
+            for c in range(width):
+                if r >= n or c >= n:
+                    row.append(OUTSIDE)
+                elif (r, c) == state.pos:
+                    row.append(AGENT)
+                elif (r, c) == goal:
+                    row.append(GOAL)
+                else:
+                    row.append(HOLE if spec["grid"][r][c] == HOLE else FROZEN)
+            line = self.sep.join(row)
+            lines.append(f"{r} {line}" if self.row_numbers else line)
+        return "\n".join(lines)
+
+    def step(self, state: FrozenLakeState, reply: str) -> tuple[FrozenLakeState, Step]:
+        if state.done:
+            raise ValueError("step() called on a finished episode")
+        action = parse_action(reply)
+        pos, moved = state.pos, False
+        if action is not None:
+            n = state.spec["size"]
+            dr, dc = MOVES[action]
+            nr, nc = pos[0] + dr, pos[1] + dc
+            if 0 <= nr < n and 0 <= nc < n:
+                pos, moved = (nr, nc), True
+        steps = state.steps + 1
+        event = ""
+        if pos == tuple(state.spec["goal"]):
+            event = "goal"
+        elif state.spec["grid"][pos[0]][pos[1]] == HOLE:
+            event = "hole"
+        elif steps >= state.budget:
+            event = "limit"
+        new = replace(state, pos=pos, steps=steps, done=bool(event), event=event)
+        return new, Step(
+            action=action, valid=action is not None, moved=moved, event=event, done=new.done,
+            observation=self.render(new),
+        )
+
+    def message(self, state: FrozenLakeState, last_step: Step | None = None) -> str:
+        """User-turn text: optional no-effect notice, the board, the remaining step budget."""
+        parts = []
+        if last_step is not None and not last_step.moved:
+            parts.append("Your last action had no effect.")
+        parts.append(self.render(state))
+        parts.append(f"Steps left: {state.steps_left}")
+        return "\n".join(parts)
+
+    # ---- verifier ----------------------------------------------------------------------------------------
+
+    def reward(self, trace: Trace) -> float:
+        return 1.0 if trace.steps and trace.steps[-1].event == "goal" else 0.0
+
+    def feedback(self, trace: Trace) -> str:
+        steps = trace.steps
+        event = steps[-1].event if steps else ""
+        outcome = OUTCOME.get(event, "The episode did not finish.")
+        invalid = sum(1 for s in steps if not s.valid)
+        blocked = sum(1 for s in steps if s.valid and not s.moved)
+        if steps:
+            last = steps[-1].action or "invalid"
+        else:
+            last = "none"
+        return (
+            f"{outcome} Actions with no effect: {invalid + blocked} ({invalid} invalid, {blocked} blocked). "
+            f"Last action: {last}. Reward={self.reward(trace)}, steps={len(steps)}"
+        )
+
+    def summary(self, trace: Trace, initial_observation: str, compact: bool = False) -> str:
+        """Text of one attempt for the reflector: start board, each step's action/effect/board, feedback.
+        ``compact``: the action list and only the final board (short prompts for the tiny model)."""
+        if compact:
+            acts = " ".join((s.action or "invalid") + ("" if s.moved else " ( no effect )") for s in trace.steps)
+            final = trace.steps[-1].observation if trace.steps else initial_observation
+            return (
+                f"Initial board:\n{initial_observation}\nActions: {acts}\nFinal board:\n{final}\n"
+                f"Feedback: {self.feedback(trace)}"
+            )
+        parts = [f"Initial board:\n{initial_observation}"]
+        for i, s in enumerate(trace.steps, 1):
+            note = "" if s.moved else " (no effect)"
+            parts.append(f"Step {i}: {s.action or 'invalid'}{note}\n{s.observation}")
+        parts.append(f"Feedback: {self.feedback(trace)}")
+        return "\n\n".join(parts)

@@ -1,0 +1,246 @@
+"""Prefect flows that run the project's DVC stages epoch by epoch.
+
+Prefect sits *outside* DVC: one Prefect task per DVC stage and epoch, each a ``dvc repro <stage>``
+subprocess. DVC decides what to skip (it is the only cache; Prefect task caching is off); Prefect adds
+retries, scheduling, run history and artifacts (a per-epoch metrics table, the report). Prefect never
+runs inside a stage: the stages' own code must not import or start it.
+
+Usage::
+
+    python -m pipeline.flows run [--repo .] [--epochs N]
+    python -m pipeline.flows serve [--repo .] [--cron "0 3 * * *"] [--name erl-nightly] [--epochs N]
+"""
+from __future__ import annotations
+
+import os
+
+# Defaults for a local, offline Prefect. They must be in the environment before `prefect` is first
+# imported (Prefect freezes its settings at import), so they are set here, above the prefect imports;
+# values already set win.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import re  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+import yaml  # noqa: E402
+from prefect import flow, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.exceptions import MissingContextError  # noqa: E402
+from prefect.logging import get_run_logger  # noqa: E402
+
+from pipeline.dag import EPOCH_STAGES, metrics_path, stage_name  # noqa: E402
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+METRICS_ARTIFACT_KEY = "erl-epoch-metrics"
+REPORT_ARTIFACT_KEY = "erl-report"
+REPORT_MD = Path("reports") / "report.md"
+REPORT_HTML = Path("reports") / "report.html"
+STAGE_ENV = {"HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
+OUTPUT_TAIL_LINES = 40
+# Where a served run imports the flow from; spelled out because under `python -m pipeline.flows` the
+# flow's own __module__ is "__main__", which a deployment's flow-run subprocess cannot import.
+FLOW_ENTRYPOINT = "pipeline.flows.erl_train"
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a run; a plain logger under ``task.fn(...)`` or outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def _skipped(stage: str, output: str) -> bool:
+    """DVC prints ``Stage '<name>' didn't change, skipping`` for each up-to-date stage it visits."""
+    return re.search(rf"Stage '{re.escape(stage)}' didn't change, skipping", output) is not None
+
+
+@task(retries=2, retry_delay_seconds=10, cache_policy=NO_CACHE, task_run_name="dvc-repro-{stage}")
+def run_stage(stage: str, repo: str) -> dict[str, Any]:
+    """Run ``dvc repro <stage>`` in ``repo``; DVC skips it when nothing it depends on changed.
+
+    Returns ``{"stage", "seconds", "skipped"}``. Raises RuntimeError (stage name + output tail) on failure.
+    """
+    log = _logger()
+    cmd = [sys.executable, "-m", "dvc", "repro", stage]
+    env = {**os.environ, **STAGE_ENV}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.perf_counter() - t0
+    output = proc.stdout or ""
+    if proc.returncode != 0:
+        tail = "\n".join(output.splitlines()[-OUTPUT_TAIL_LINES:])
+        log.error("stage %s failed after %.1f s (exit %d)", stage, seconds, proc.returncode)
+        raise RuntimeError(f"DVC stage {stage!r} failed (exit {proc.returncode}) in {repo}:\n{tail}")
+    skipped = _skipped(stage, output)
+    log.info("stage %s %s in %.1f s", stage, "skipped (unchanged)" if skipped else "ran", seconds)
+    return {"stage": stage, "seconds": round(seconds, 3), "skipped": skipped}
+
+
+def _read_epochs(repo: Path) -> int:
+    params = yaml.safe_load((repo / "params.yaml").read_text()) or {}
+    return int(params["train"]["epochs"])
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def _read_metrics(repo: Path, epoch: int) -> dict[str, Any] | None:
+    path = repo / metrics_path(epoch)
+    if not path.is_file():
+        _logger().warning("no metrics for epoch %d at %s; skipping it in the table", epoch, path)
+        return None
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        _logger().warning("metrics at %s are not a JSON object; skipping", path)
+        return None
+    return _flatten(data)
+
+
+def _publish_report(repo: Path) -> str | None:
+    md, html = repo / REPORT_MD, repo / REPORT_HTML
+    parts: list[str] = []
+    if md.is_file():
+        parts.append(md.read_text())
+    if html.is_file():
+        parts.append(f"HTML report: [{html}]({html.as_uri()})\n\n`{html}`")
+    if not parts:
+        _logger().warning("no report found at %s or %s", md, html)
+        return None
+    create_markdown_artifact(
+        markdown="\n\n---\n\n".join(parts), key=REPORT_ARTIFACT_KEY, description=f"ERL report for {repo}"
+    )
+    return str(html if html.is_file() else md)
+
+
+@flow(name="erl-train")
+def erl_train(repo: str = ".", epochs: int | None = None) -> dict[str, Any]:
+    """Run ``init``, then each epoch's stages in order, then ``report``; publish metrics and report.
+
+    ``epochs`` defaults to ``train.epochs`` in ``<repo>/params.yaml``. Returns a summary:
+    ``{"repo", "epochs", "stages": {name: {"seconds", "skipped"}}, "metrics": {epoch: {...}},
+    "final_metrics", "report"}``.
+    """
+    root = Path(repo).resolve()
+    n_epochs = _read_epochs(root) if epochs is None else int(epochs)
+    stages: dict[str, dict[str, Any]] = {}
+    metrics: dict[int, dict[str, Any]] = {}
+
+    def run(name: str) -> None:
+        res = run_stage(name, str(root))
+        stages[name] = {"seconds": res["seconds"], "skipped": res["skipped"]}
+
+    run(stage_name("init"))
+    for e in range(1, n_epochs + 1):
+        for s in EPOCH_STAGES:
+            run(stage_name(s, e))
+        m = _read_metrics(root, e)
+        if m is not None:
+            metrics[e] = m
+        if metrics:
+            rows = [{"epoch": ep, **vals} for ep, vals in sorted(metrics.items())]
+            create_table_artifact(
+                table=rows, key=METRICS_ARTIFACT_KEY, description=f"ERL metrics per epoch, after epoch {e}"
+            )
+    run(stage_name("report"))
+    report = _publish_report(root)
+    final = metrics[max(metrics)] if metrics else {}
+    return {
+        "repo": str(root),
+        "epochs": n_epochs,
+        "stages": stages,
+        "metrics": metrics,
+        "final_metrics": final,
+        "report": report,
+    }
+
+
+def build_deployment(
+    repo: str = ".",
+    cron: str = "0 3 * * *",
+    name: str = "erl-nightly",
+    epochs: int | None = None,
+    timezone: str | None = None,
+    collision_strategy: str = "ENQUEUE",
+) -> RunnerDeployment:
+    """A cron-scheduled deployment of :func:`erl_train` that allows ONE run at a time.
+
+    The limit is Prefect's deployment concurrency limit (``concurrency_limit=ConcurrencyLimitConfig``),
+    enforced by the server when a run goes to Pending: with ``ENQUEUE`` an extra run waits in
+    ``Scheduled("AwaitingConcurrencySlot")``, with ``CANCEL_NEW`` it is cancelled. Two runs must never
+    share one DVC workspace. Needs no server until it is applied or served.
+    """
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.deployments.runner import EntrypointType
+    from prefect.schedules import Cron
+
+    params: dict[str, Any] = {"repo": str(Path(repo).resolve())}
+    if epochs is not None:
+        params["epochs"] = int(epochs)
+    deployment = erl_train.to_deployment(
+        name=name,
+        schedule=Cron(cron, timezone=timezone),
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy(collision_strategy.upper())
+        ),
+        parameters=params,
+        description="Nightly ERL training: DVC stages epoch by epoch, one run at a time.",
+        tags=["erl", "dvc"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+    deployment.entrypoint = FLOW_ENTRYPOINT
+    return deployment
+
+
+def serve(repo: str = ".", cron: str = "0 3 * * *", name: str = "erl-nightly", epochs: int | None = None) -> None:
+    """Register the scheduled deployment and serve it (blocks; Ctrl-C stops and pauses the schedule).
+
+    Run it from the repository root (or with the project installed): each run is a subprocess that
+    imports the flow from the module path ``pipeline.flows.erl_train``.
+    """
+    from prefect import serve as prefect_serve
+
+    deployment = build_deployment(repo=repo, cron=cron, name=name, epochs=epochs)
+    # The deployment limit (server side) is the real guard; limit=1 also keeps this runner to one run.
+    prefect_serve(deployment, limit=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m pipeline.flows", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for cmd in ("run", "serve"):
+        p = sub.add_parser(cmd)
+        p.add_argument("--repo", default=".")
+        p.add_argument("--epochs", type=int, default=None)
+        if cmd == "serve":
+            p.add_argument("--cron", default="0 3 * * *")
+            p.add_argument("--name", default="erl-nightly")
+    a = ap.parse_args(argv)
+    if a.cmd == "run":
+        print(json.dumps(erl_train(repo=a.repo, epochs=a.epochs), indent=2, default=str))
+    else:
+        serve(repo=a.repo, cron=a.cron, name=a.name, epochs=a.epochs)
+
+
+if __name__ == "__main__":
+    main()

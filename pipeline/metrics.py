@@ -1,0 +1,48 @@
+"""Per-epoch metrics (the names `dvc metrics show` and the report use), computed from the epoch's tables.
+No torch here.
+
+eval_success        held-out first-attempt success rate (s0 only, no reflection, no memory)
+eval_reward         held-out mean first-attempt reward
+train_pre_success   training success of first attempts, before reflection
+train_post_success  training success after reflection: a first-attempt success counts, else the retry's
+reflections         reflections generated this epoch
+reflections_tagged  of which with a <prompt>...</prompt> block
+retry_success       success rate of second attempts
+memory_adopted      reflections that became a memory version this epoch
+samples_<kind>      training samples of each kind
+update_loss         mean loss per optimizer step (per-sample sum over tokens, mean over samples)
+update_kl           mean per-token k3 KL to the epoch-0 policy over the epoch's steps
+grad_norm           mean gradient norm before clipping
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+def eval_metrics(eval_rows: list[dict]) -> dict:
+    return {
+        "eval_success": _mean(float(r["success"]) for r in eval_rows),
+        "eval_reward": _mean(r["reward"] for r in eval_rows),
+    }
+
+
+def train_metrics(feedback, reflections, retries, memory, samples, steps, epoch: int) -> dict:
+    retry_ok = {r["rollout_id"]: r["success"] for r in retries}
+    kinds = Counter(s["kind"] for s in samples)
+    return {
+        "train_pre_success": _mean(float(f["success"]) for f in feedback),
+        "train_post_success": _mean(float(f["success"] or retry_ok.get(f["rollout_id"], False)) for f in feedback),
+        "reflections": len(reflections),
+        "reflections_tagged": sum(bool(r["has_tag"]) for r in reflections),
+        "retry_success": _mean(float(r["success"]) for r in retries),
+        "memory_adopted": sum(1 for m in memory if m["epoch"] == epoch),
+        **{f"samples_{k}": kinds.get(k, 0) for k in ("first", "reflection", "second", "distilled")},
+        "update_loss": _mean(s["loss"] for s in steps),
+        "update_kl": _mean(s["kl"] for s in steps),
+        "grad_norm": _mean(s["grad_norm"] for s in steps),
+    }

@@ -1,0 +1,94 @@
+"""What every stage entry point shares: argument parsing (--epoch, --params, --artifacts), validated
+params, the epoch's artifact paths, lineage metadata, and error reporting with a non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+# Every stage runs offline; set before transformers or the hub client is imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+from pipeline import dag  # noqa: E402
+from pipeline.artifacts import SchemaError  # noqa: E402
+from pipeline.config import Params, ParamsError, load_params  # noqa: E402
+from pipeline.lineage import stage_lineage  # noqa: E402
+
+log = logging.getLogger("erl")
+
+
+@dataclass
+class StageContext:
+    stage: str
+    epoch: int | None
+    params: Params
+    root: Path
+
+    def dir(self, epoch: int | None = None) -> Path:
+        return dag.epoch_dir(self.epoch if epoch is None else epoch, self.root)
+
+    def path(self, table: str, epoch: int | None = None) -> Path:
+        return self.dir(epoch) / f"{table}.parquet"
+
+    def policy(self, epoch: int) -> Path:
+        return dag.policy_dir(epoch, self.root)
+
+    @property
+    def tasks_train(self) -> Path:
+        return dag.epoch_dir(0, self.root) / "tasks_train.parquet"
+
+    @property
+    def tasks_test(self) -> Path:
+        return dag.epoch_dir(0, self.root) / "tasks_test.parquet"
+
+    def lineage(self, inputs: list[Path], keys: tuple[str, ...], policy: Path | None = None) -> dict:
+        return stage_lineage(self.stage, self.epoch, inputs, self.params.sections(*keys), policy)
+
+
+def parse(stage: str, doc: str | None, needs_epoch: bool = True, argv: list[str] | None = None,
+          min_epoch: int = 1) -> StageContext:
+    ap = argparse.ArgumentParser(
+        prog=f"python -m stages.{stage}",
+        description=(doc or "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if needs_epoch:
+        ap.add_argument("--epoch", type=int, required=True, help="ERL round (1-based)")
+    ap.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    ap.add_argument("--artifacts", default=str(dag.ARTIFACTS), help="artifact root (default: artifacts)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(message)s", stream=sys.stderr)
+    try:
+        params = load_params(args.params)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    epoch = getattr(args, "epoch", None)
+    if needs_epoch and not min_epoch <= epoch <= params.train.epochs:
+        print(f"error: --epoch {epoch} is outside {min_epoch}..train.epochs ({params.train.epochs})", file=sys.stderr)
+        raise SystemExit(2)
+    return StageContext(stage=stage, epoch=epoch, params=params, root=Path(args.artifacts))
+
+
+@contextmanager
+def stage_errors(ctx_name: str):
+    """Turn the errors a user can fix (missing or malformed inputs) into one line and exit code 1."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    except (FileNotFoundError, SchemaError, ParamsError) as exc:
+        print(f"error: {ctx_name}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    log.info("done in %.1f s", time.perf_counter() - t0)
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, sort_keys=True)

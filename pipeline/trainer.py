@@ -1,0 +1,175 @@
+"""The policy update of one epoch with accelerate (one process on CPU; ``accelerate launch`` for DDP/FSDP on
+GPUs). Samples are lists of (prompt, response) segments: one segment per turn, so environment tokens are
+never trained on. Loss = sum over a sample's response tokens, mean over samples."""
+from __future__ import annotations
+
+import random
+import sys
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from pipeline.config import UpdateParams
+from pipeline.losses import k3_kl, ppo_clip
+
+
+@dataclass
+class Segment:
+    sample: int  # index into the sample list
+    ids: list[int]
+    start: int  # index in ids of the first response token
+
+
+def segments_of(samples: list[dict]) -> list[Segment]:
+    out = []
+    for i, s in enumerate(samples):
+        for prompt, resp in zip(s["prompt_ids"], s["response_ids"]):
+            if resp:
+                out.append(Segment(i, list(prompt) + list(resp), len(prompt)))
+    return out
+
+
+def _batch(segs: list[Segment], pad_id: int, device):
+    width = max(len(s.ids) for s in segs)
+    ids = torch.full((len(segs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(segs), width), dtype=torch.long)
+    mask = torch.zeros((len(segs), width - 1))
+    for r, s in enumerate(segs):
+        ids[r, : len(s.ids)] = torch.tensor(s.ids)
+        attn[r, : len(s.ids)] = 1
+        mask[r, s.start - 1 : len(s.ids) - 1] = 1.0  # position t predicts token t+1
+    return ids.to(device), attn.to(device), mask.to(device)
+
+
+def _chunks(segs: list[Segment], max_tokens: int):
+    chunk, width = [], 0
+    for s in sorted(segs, key=lambda s: len(s.ids)):
+        w = max(width, len(s.ids))
+        if chunk and w * (len(chunk) + 1) > max_tokens:
+            yield chunk
+            chunk, w = [], len(s.ids)
+        chunk.append(s)
+        width = w
+    if chunk:
+        yield chunk
+
+
+def _logprobs(model, segs, pad_id, device):
+    from pipeline.losses import token_logprobs
+
+    ids, attn, mask = _batch(segs, pad_id, device)
+    return token_logprobs(model, ids, attn), mask
+
+
+@torch.no_grad()
+def segment_logprobs(model, segs: list[Segment], pad_id: int, device, max_tokens: int) -> dict[int, torch.Tensor]:
+    """Response-token log-probs of every segment (keyed by id(segment)), computed without gradients."""
+    out = {}
+    for chunk in _chunks(segs, max_tokens):
+        lp, mask = _logprobs(model, chunk, pad_id, device)
+        for r, s in enumerate(chunk):
+            out[id(s)] = lp[r, s.start - 1 : len(s.ids) - 1].detach()
+    return out
+
+
+def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u: UpdateParams, pad_id: int, seed: int):
+    """One epoch of updates. Returns (per-sample rows, per-step rows) for this process's samples."""
+    device = accelerator.device
+    segs = segments_of(samples)
+    by_sample: dict[int, list[Segment]] = {}
+    for s in segs:
+        by_sample.setdefault(s.sample, []).append(s)
+    model.eval()  # old log-probs: recomputed just before the update, with the policy as it is now
+    old = segment_logprobs(model, segs, pad_id, device, u.micro_batch_tokens)
+    ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens) if u.kl_coef > 0 else None
+    model.train()
+    rng = random.Random(seed)
+    sample_rows, step_rows, step = [], [], 0
+    order = [i for i in range(len(samples)) if i in by_sample]
+    n_steps = u.ppo_epochs * ((len(order) + u.minibatch_size - 1) // u.minibatch_size)
+    bar = tqdm(total=n_steps, desc="update", file=sys.stderr, disable=None or not accelerator.is_main_process)
+    for ppo_epoch in range(u.ppo_epochs):
+        rng.shuffle(order)
+        for mb_start in range(0, len(order), u.minibatch_size):
+            mb = order[mb_start : mb_start + u.minibatch_size]
+            mb_segs = [s for i in mb for s in by_sample[i]]
+            stats = {i: {"loss": 0.0, "kl": 0.0, "ratio": 0.0, "clip": 0.0, "n": 0} for i in mb}
+            optimizer.zero_grad(set_to_none=True)
+            tot_loss = tot_kl = tot_clip = 0.0
+            n_tok = 0
+            for chunk in _chunks(mb_segs, u.micro_batch_tokens):
+                lp, mask = _logprobs(model, chunk, pad_id, device)
+                old_lp = torch.zeros_like(lp)
+                ref_lp = torch.zeros_like(lp)
+                adv = torch.zeros(len(chunk), 1, device=device)
+                for r, s in enumerate(chunk):
+                    sl = slice(s.start - 1, len(s.ids) - 1)
+                    old_lp[r, sl] = old[id(s)]
+                    if ref is not None:
+                        ref_lp[r, sl] = ref[id(s)]
+                    adv[r, 0] = samples[s.sample]["advantage"]
+                pg, clipped, ratio = ppo_clip(lp, old_lp, adv, u.clip_low, u.clip_high, u.dual_clip)
+                kl = k3_kl(lp, ref_lp) if ref is not None else torch.zeros_like(lp)
+                tok_loss = (pg + u.kl_coef * kl) * mask
+                if u.entropy_coef > 0:
+                    tok_loss = tok_loss + u.entropy_coef * lp * mask  # -H estimated by the sampled token's log-prob
+                seg_loss = tok_loss.sum(-1)
+                accelerator.backward(seg_loss.sum() / len(mb))
+                with torch.no_grad():
+                    for r, s in enumerate(chunk):
+                        st = stats[s.sample]
+                        m = mask[r].bool()
+                        st["loss"] += float(seg_loss[r])
+                        st["kl"] += float(kl[r][m].sum())
+                        st["ratio"] += float(ratio[r][m].sum())
+                        st["clip"] += float(clipped[r][m].sum())
+                        st["n"] += int(m.sum())
+                    tot_loss += float(seg_loss.sum())
+                    tot_kl += float((kl * mask).sum())
+                    tot_clip += float((clipped * mask).sum())
+                    n_tok += int(mask.sum())
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), u.grad_clip)
+            optimizer.step()
+            for i in mb:
+                st = stats[i]
+                sample_rows.append({
+                    "sample_id": samples[i]["sample_id"], "kind": samples[i]["kind"], "ppo_epoch": ppo_epoch,
+                    "step": step, "advantage": float(samples[i]["advantage"]), "n_tokens": st["n"],
+                    "loss": st["loss"], "kl": st["kl"], "ratio_mean": st["ratio"] / max(1, st["n"]),
+                    "clip_frac": st["clip"] / max(1, st["n"]),
+                })
+            step_rows.append({
+                "step": step, "ppo_epoch": ppo_epoch, "n_samples": len(mb), "n_tokens": n_tok,
+                "loss": tot_loss / len(mb), "kl": tot_kl / max(1, n_tok), "clip_frac": tot_clip / max(1, n_tok),
+                "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
+            })
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{tot_loss / len(mb):.4f}", kl=f"{tot_kl / max(1, n_tok):.2e}")
+    bar.close()
+    model.eval()
+    return sample_rows, step_rows
+
+
+def save_optimizer(optimizer, path) -> None:
+    """AdamW moments as safetensors (no pickle), keyed '<param index>.<state name>'."""
+    from safetensors.torch import save_file
+
+    state = optimizer.state_dict()["state"]
+    tensors = {f"{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+               for i, st in state.items() for k, v in st.items()}
+    save_file(tensors, str(path))
+
+
+def load_optimizer(optimizer, path) -> None:
+    from safetensors.torch import load_file
+
+    flat = load_file(str(path))
+    state: dict[int, dict] = {}
+    for key, v in flat.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = v
+    sd = optimizer.state_dict()
+    sd["state"] = state
+    optimizer.load_state_dict(sd)

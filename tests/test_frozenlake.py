@@ -1,0 +1,270 @@
+"""FrozenLake environment: generation, step semantics, rendering, verifier. Pure Python, no torch."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.envs.base import Task, Trace
+from pipeline.envs.frozenlake import FrozenLake, map_key, parse_action, solve, solve_path
+
+# 0: A D C      start (0,0), goal (2,2), hole (0,2) and (1,1)
+# 1: D C D
+# 2: D D B
+SPEC = {"size": 3, "grid": ["DDC", "DCD", "DDD"], "start": [0, 0], "goal": [2, 2]}
+TASK = Task(task_id="fl-unit-000000", split="unit", spec=SPEC, optimal_len=4)
+
+
+def play(env, task, replies):
+    state = env.reset(task)
+    trace = Trace(budget=env.budget)
+    for reply in replies:
+        state, step = env.step(state, reply)
+        trace.steps.append(step)
+    return state, trace
+
+
+def blk(text: str) -> str:
+    return f"I will go.\n```{text}```"
+
+
+# ---- generation ----------------------------------------------------------------------------------------
+
+
+def test_generate_deterministic_per_seed_and_split():
+    env = FrozenLake()
+    a = env.generate("train", 50, seed=7)
+    b = FrozenLake().generate("train", 50, seed=7)
+    assert [t.spec for t in a] == [t.spec for t in b]
+    assert [t.task_id for t in a] == [f"fl-train-{i:06d}" for i in range(50)]
+    c = env.generate("train", 50, seed=8)
+    d = env.generate("test", 50, seed=7)
+    assert [t.spec for t in a] != [t.spec for t in c]
+    assert [t.spec for t in a] != [t.spec for t in d]
+    assert all(t.split == "train" for t in a)
+
+
+def test_generated_maps_valid_and_distinct():
+    env = FrozenLake()
+    tasks = env.generate("train", 300, seed=0)
+    keys = [map_key(t) for t in tasks]
+    assert len(set(keys)) == len(keys)
+    sizes = set()
+    for t in tasks:
+        s = t.spec
+        json.dumps(s)  # JSON-serialisable
+        n = s["size"]
+        sizes.add(n)
+        assert 2 <= n <= 9
+        assert len(s["grid"]) == n and all(len(row) == n for row in s["grid"])
+        assert set("".join(s["grid"])) <= {"C", "D"}
+        assert s["start"] != s["goal"]
+        (sr, sc), (gr, gc) = s["start"], s["goal"]
+        assert s["grid"][sr][sc] == "D" and s["grid"][gr][gc] == "D"
+        assert t.optimal_len == solve(s)
+        assert 1 <= t.optimal_len <= env.budget
+    assert sizes == set(range(2, 10))  # the whole range shows up in 300 draws
+
+
+def test_train_test_disjoint_with_exclude():
+    env = FrozenLake(min_size=2, max_size=3)  # small maps: collisions are likely without exclude
+    train = env.generate("train", 100, seed=1)
+    train_keys = {env.map_key(t) for t in train}
+    test = env.generate("test", 50, seed=1, exclude=train_keys)
+    assert not train_keys & {map_key(t) for t in test}
+    plain = env.generate("test", 50, seed=1)
+    assert train_keys & {map_key(t) for t in plain}  # sanity: exclusion actually mattered
+
+
+def test_max_optimal_respected():
+    env = FrozenLake(max_optimal=3)
+    tasks = env.generate("train", 100, seed=3)
+    assert max(t.optimal_len for t in tasks) <= 3
+    assert FrozenLake(budget=4).max_optimal == 4
+    assert all(t.optimal_len <= 4 for t in FrozenLake(budget=4).generate("x", 50, seed=3))
+
+
+def test_generate_gives_up_when_too_few_maps():
+    env = FrozenLake(min_size=2, max_size=2)  # at most 12 * 4 distinct 2x2 maps
+    with pytest.raises(RuntimeError, match="distinct"):
+        env.generate("train", 100, seed=0)
+
+
+def test_constructor_validation():
+    with pytest.raises(ValueError):
+        FrozenLake(pad_to=5)  # < max_size 9
+    with pytest.raises(ValueError):
+        FrozenLake(min_size=5, max_size=4)
+    FrozenLake(max_size=5, pad_to=5)
+
+
+def test_solve_and_path():
+    assert solve(SPEC) == 4
+    path = solve_path(SPEC)
+    assert path == ["down", "down", "right", "right"]
+    blocked = {"size": 2, "grid": ["DC", "CD"], "start": [0, 0], "goal": [1, 1]}
+    assert solve(blocked) == -1 and solve_path(blocked) is None
+
+
+# ---- rendering -----------------------------------------------------------------------------------------
+
+
+def test_render_symbols():
+    env = FrozenLake()
+    state = env.reset(TASK)
+    assert env.render(state) == "A D C\nD C D\nD D B"
+    state, _ = env.step(state, blk("down"))
+    assert env.render(state) == "D D C\nA C D\nD D B"  # start shows as frozen once left
+    assert FrozenLake(sep="").render(env.reset(TASK)) == "ADC\nDCD\nDDB"
+
+
+def test_render_pad_and_row_numbers():
+    env = FrozenLake(max_size=4, pad_to=4, row_numbers=True)
+    assert env.render(env.reset(TASK)) == "0 A D C X\n1 D C D X\n2 D D B X\n3 X X X X"
+    env = FrozenLake(max_size=4, pad_to=4)
+    assert env.render(env.reset(TASK)) == "A D C X\nD C D X\nD D B X\nX X X X"
+
+
+def test_agent_drawn_on_hole_and_goal():
+    env = FrozenLake()
+    state, trace = play(env, TASK, [blk("right"), blk("right")])
+    assert trace.steps[-1].event == "hole"
+    assert env.render(state) == "D D A\nD C D\nD D B"
+    state, trace = play(env, TASK, [blk(a) for a in solve_path(SPEC)])
+    assert env.render(state) == "D D C\nD C D\nD D A"
+
+
+# ---- step semantics ------------------------------------------------------------------------------------
+
+
+def test_off_grid_stays_in_place():
+    env = FrozenLake()
+    state0 = env.reset(TASK)
+    state, step = env.step(state0, blk("up"))
+    assert step.valid and not step.moved and step.action == "up"
+    assert state.pos == (0, 0) and state.steps == 1 and not state.done and step.event == ""
+    state, step = env.step(state, blk("left"))
+    assert not step.moved and state.pos == (0, 0)
+
+
+def test_hole_ends_with_reward_zero():
+    env = FrozenLake()
+    state, trace = play(env, TASK, [blk("down"), blk("right")])
+    step = trace.steps[-1]
+    assert step.event == "hole" and step.done and state.done and step.moved
+    assert env.reward(trace) == 0.0
+
+
+def test_goal_gives_reward_one_bfs_playthrough():
+    env = FrozenLake()
+    for task in env.generate("train", 100, seed=11):
+        state, trace = play(env, task, [blk(a) for a in solve_path(task.spec)])
+        assert state.done and trace.steps[-1].event == "goal"
+        assert env.reward(trace) == 1.0
+        assert len(trace.steps) == task.optimal_len
+        assert all(s.valid and s.moved and s.done == (i == len(trace.steps) - 1) for i, s in enumerate(trace.steps))
+
+
+def test_invalid_action_uses_a_step():
+    env = FrozenLake()
+    state = env.reset(TASK)
+    for reply in ["down", "```jump```", "``` ```", "```left right```", "```Go left```"]:
+        state, step = env.step(state, reply)
+        assert step.action is None and not step.valid and not step.moved
+    assert state.steps == 5 and state.pos == (0, 0) and state.steps_left == 3
+
+
+def test_last_block_wins_case_and_digits():
+    assert parse_action("```left``` then ```right```") == "right"
+    assert parse_action("```LEFT```") == "left"
+    assert parse_action("```\n  Up \n```") == "up"
+    assert [parse_action(f"```{d}```") for d in "1234"] == ["left", "down", "right", "up"]
+    assert parse_action("```5```") is None and parse_action("right") is None
+    env = FrozenLake()
+    state, step = env.step(env.reset(TASK), "```right``` no wait ```Down```")
+    assert step.action == "down" and state.pos == (1, 0)
+    state, step = env.step(env.reset(TASK), "```2```")
+    assert step.action == "down" and state.pos == (1, 0)
+
+
+def test_budget_exhaustion_gives_limit():
+    env = FrozenLake(budget=3)
+    state, trace = play(env, TASK, [blk("up"), blk("down"), blk("up")])
+    assert [s.event for s in trace.steps] == ["", "", "limit"]
+    assert [s.done for s in trace.steps] == [False, False, True]
+    assert state.done and env.reward(trace) == 0.0
+
+
+def test_goal_on_last_step_beats_limit():
+    env = FrozenLake(budget=4)
+    _, trace = play(env, TASK, [blk(a) for a in solve_path(SPEC)])
+    assert trace.steps[-1].event == "goal" and env.reward(trace) == 1.0
+
+
+def test_step_after_done_raises():
+    env = FrozenLake()
+    state, _ = play(env, TASK, [blk("right"), blk("right")])
+    with pytest.raises(ValueError):
+        env.step(state, blk("left"))
+
+
+def test_step_observation_is_render_and_state_immutable():
+    env = FrozenLake()
+    s0 = env.reset(TASK)
+    s1, step = env.step(s0, blk("down"))
+    assert step.observation == env.render(s1)
+    assert s0.pos == (0, 0) and s0.steps == 0  # old state untouched
+
+
+# ---- messages and verifier text ------------------------------------------------------------------------
+
+
+def test_message():
+    env = FrozenLake()
+    state = env.reset(TASK)
+    assert env.message(state, None) == "A D C\nD C D\nD D B\nSteps left: 8"
+    state, step = env.step(state, blk("up"))
+    msg = env.message(state, step)
+    assert msg.startswith("Your last action had no effect.") and msg.endswith("Steps left: 7")
+    state, step = env.step(state, blk("down"))
+    assert "no effect" not in env.message(state, step)
+
+
+def test_feedback_texts():
+    env = FrozenLake()
+    _, trace = play(env, TASK, [blk("up"), "nothing", blk("down"), blk("down"), blk("right"), blk("right")])
+    fb = env.feedback(trace)
+    assert fb.startswith("You reached the goal.")
+    assert "2 (1 invalid, 1 blocked)" in fb and "Last action: right." in fb
+    assert fb.endswith("Reward=1.0, steps=6")
+
+    _, trace = play(env, TASK, [blk("right"), blk("right")])
+    fb = env.feedback(trace)
+    assert fb.startswith("You fell into a hole.") and fb.endswith("Reward=0.0, steps=2")
+
+    _, trace = play(FrozenLake(budget=2), TASK, ["?", "??"])
+    fb = env.feedback(trace)
+    assert fb.startswith("You ran out of steps.") and "Last action: invalid." in fb
+    assert "2 (2 invalid, 0 blocked)" in fb and fb.endswith("Reward=0.0, steps=2")
+    assert env.feedback(trace) == fb  # deterministic
+
+
+def test_summary():
+    env = FrozenLake()
+    state = env.reset(TASK)
+    init = env.render(state)
+    _, trace = play(env, TASK, [blk("up"), "x", blk("down")])
+    text = env.summary(trace, init)
+    assert text.startswith("Initial board:\n" + init)
+    assert "Step 1: up (no effect)\nA D C" in text
+    assert "Step 2: invalid (no effect)" in text
+    assert "Step 3: down\nD D C\nA C D\nD D B" in text
+    assert text.endswith(env.feedback(trace))
+
+
+def test_module_is_pure_python():
+    import subprocess
+    import sys
+
+    code = "import sys, pipeline.envs.frozenlake; assert not {'torch', 'numpy'} & set(sys.modules), sys.modules.keys()"
+    subprocess.run([sys.executable, "-c", code], check=True)
