@@ -172,7 +172,13 @@ class Params(_Strict):
     def sections(self, *keys: str) -> dict:
         """The parameter values a stage read, for the lineage metadata of its outputs."""
         dumped = self.model_dump(mode="json")
-        return {k: dumped[k] for k in keys}
+        out = {}
+        for key in keys:  # dotted keys ("policy.prompts") name one value inside a section
+            value = dumped
+            for part in key.split("."):
+                value = value[part]
+            out[key] = value
+        return out
 
 
 class ParamsError(ValueError):

@@ -27,3 +27,6 @@ def policy_dir(epoch: int, root: Path = ARTIFACTS) -> Path:
 
 def metrics_path(epoch: int, root: Path = ARTIFACTS) -> Path:
     return epoch_dir(epoch, root) / "metrics.json"
+
+
+REPORTS = Path("reports")

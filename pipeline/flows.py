@@ -149,6 +149,10 @@ def erl_train(repo: str = ".", epochs: int | None = None) -> dict[str, Any]:
         stages[name] = {"seconds": res["seconds"], "skipped": res["skipped"]}
 
     run(stage_name("init"))
+    run(stage_name("evaluate", 0))  # the untrained policy: the baseline row of every curve
+    m0 = _read_metrics(root, 0)
+    if m0 is not None:
+        metrics[0] = m0
     for e in range(1, n_epochs + 1):
         for s in EPOCH_STAGES:
             run(stage_name(s, e))

@@ -19,7 +19,7 @@ from pipeline.prompts import PROMPTS
 from pipeline.seeding import derive_seed
 
 log = logging.getLogger("erl")
-KEYS = ("seed", "env", "policy", "evaluate", "consolidate")
+KEYS = ("seed", "env", "policy", "evaluate", "consolidate.tau")
 TRAIN_TABLES = ("feedback", "reflections", "retries", "memory", "samples", "steps")
 
 

@@ -17,7 +17,7 @@ from pipeline.episodes import outcome, trace_from_row
 from pipeline.prompts import PROMPTS
 
 log = logging.getLogger("erl")
-KEYS = ("env", "policy", "consolidate")
+KEYS = ("env", "policy.prompts", "consolidate.tau")
 
 
 def main(argv=None) -> None:

@@ -18,7 +18,7 @@ from pipeline.prompts import PROMPTS, parse_reflection, reflector_messages
 from pipeline.seeding import derive_seed
 
 log = logging.getLogger("erl")
-KEYS = ("seed", "algorithm", "ablation", "policy", "reflect", "consolidate")
+KEYS = ("seed", "algorithm", "ablation", "policy", "reflect", "consolidate.tau")
 
 
 def main(argv=None) -> None:

@@ -19,7 +19,7 @@ from pipeline.prompts import PROMPTS, retry_system
 from pipeline.seeding import derive_seed
 
 log = logging.getLogger("erl")
-KEYS = ("seed", "algorithm", "ablation", "env", "policy", "retry", "consolidate")
+KEYS = ("seed", "algorithm", "ablation", "env", "policy", "retry", "consolidate.tau")
 
 
 def plan(p, feedback: list[dict], reflections: list[dict]) -> list[tuple[dict, str | None, str]]:

@@ -33,7 +33,7 @@ def _cmd(name: str, out: str, payload: str | dict) -> str:
 
 
 def _expected_order(epochs: int = EPOCHS) -> list[str]:
-    names = [stage_name("init")]
+    names = [stage_name("init"), stage_name("evaluate", 0)]
     for e in range(1, epochs + 1):
         names += [stage_name(s, e) for s in EPOCH_STAGES]
     return names + [stage_name("report")]

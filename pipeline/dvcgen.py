@@ -1,0 +1,122 @@
+"""dvc.yaml, generated from params.yaml: DVC has no loops, so epochs are unrolled into per-epoch stages and
+``train.epochs`` stays the single place the number of epochs is set. ``erl dvc-yaml --check`` (and a
+test) fail when dvc.yaml is out of step with params.yaml.
+
+Each stage depends on its own script, the pipeline/ package, the files it reads and the params sections
+it reads (each stage module's KEYS), so `dvc repro` reruns exactly what a change affects.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipeline import dag
+from pipeline.config import ParamsError, load_params
+
+HEADER = "# Generated from params.yaml by `erl dvc-yaml`; do not edit by hand (a test checks it is current).\n"
+REPORT_OUTS = ["reports/report.md", "reports/report.html", "reports/success.png", "reports/training.png"]
+
+
+def _p(path: Path) -> str:
+    return path.as_posix()
+
+
+def _keys(stage: str) -> list[str]:
+    return list(importlib.import_module(f"stages.{stage}").KEYS)
+
+
+def _stage(stage: str, epoch: int | None, deps: list[Path], outs: list[Path], metrics: list[Path] = ()) -> dict:
+    cmd = f"python -m stages.{stage}" + (f" --epoch {epoch}" if epoch is not None else "")
+    spec = {
+        "cmd": cmd,
+        "deps": [f"stages/{stage}.py", "pipeline"] + [_p(d) for d in deps],
+        "params": _keys(stage),
+        "outs": [_p(o) for o in outs],
+    }
+    if metrics:
+        spec["metrics"] = [{_p(m): {"cache": False}} for m in metrics]
+    return spec
+
+
+def build(epochs: int) -> dict:
+    init = dag.epoch_dir(0)
+    tr, te = init / "tasks_train.parquet", init / "tasks_test.parquet"
+    stages = {
+        "init": _stage("init", None, [], [tr, te, init / "memory.parquet", dag.policy_dir(0), init / "init.json"]),
+        dag.stage_name("evaluate", 0): _stage(
+            "evaluate", 0, [dag.policy_dir(0), te], [init / "eval.parquet"], [dag.metrics_path(0)]
+        ),
+    }
+    for e in range(1, epochs + 1):
+        d = dag.epoch_dir(e)
+        t = {n: d / f"{n}.parquet" for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory",
+                                               "updates", "steps", "eval")}
+        prev_pol, pol, prev_mem = dag.policy_dir(e - 1), dag.policy_dir(e), dag.epoch_dir(e - 1) / "memory.parquet"
+        stages[dag.stage_name("sample", e)] = _stage("sample", e, [prev_pol, tr], [t["attempts"]])
+        stages[dag.stage_name("feedback", e)] = _stage("feedback", e, [t["attempts"]], [t["feedback"]])
+        stages[dag.stage_name("reflect", e)] = _stage("reflect", e, [prev_pol, t["feedback"], prev_mem], [t["reflections"]])
+        stages[dag.stage_name("retry", e)] = _stage("retry", e, [prev_pol, tr, t["feedback"], t["reflections"]],
+                                                   [t["retries"]])
+        stages[dag.stage_name("consolidate", e)] = _stage(
+            "consolidate", e, [t["attempts"], t["feedback"], t["reflections"], t["retries"], prev_mem],
+            [t["samples"], t["memory"]],
+        )
+        stages[dag.stage_name("update", e)] = _stage("update", e, [prev_pol, dag.policy_dir(0), t["samples"]],
+                                                    [pol, t["updates"], t["steps"]])
+        stages[dag.stage_name("evaluate", e)] = _stage(
+            "evaluate", e,
+            [pol, te] + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")],
+            [t["eval"]], [dag.metrics_path(e)],
+        )
+    report = _stage(
+        "report", None,
+        [dag.metrics_path(e) for e in range(0, epochs + 1)]
+        + [dag.epoch_dir(e) / f"{n}.parquet" for e in range(1, epochs + 1) for n in ("reflections", "samples")],
+        [],
+    )
+    report["outs"] = [{o: {"cache": False}} for o in REPORT_OUTS]
+    report["metrics"] = [{"reports/metrics.json": {"cache": False}}]
+    report["plots"] = [{"reports/history.csv": {"cache": False}}]
+    stages["report"] = report
+    plots = [
+        {"held-out and training success": {"x": "epoch", "y": {"reports/history.csv": [
+            "eval_success", "train_pre_success", "train_post_success"]}, "y_label": "success rate"}},
+        {"reflections and memory": {"x": "epoch", "y": {"reports/history.csv": ["reflections", "memory_adopted"]}}},
+        {"update": {"x": "epoch", "y": {"reports/history.csv": ["update_loss", "update_kl"]}}},
+    ]
+    return {"stages": stages, "plots": plots}
+
+
+def render(epochs: int) -> str:
+    return HEADER + yaml.safe_dump(build(epochs), sort_keys=False, width=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="erl dvc-yaml", description="Write (or --check) dvc.yaml from params.yaml.")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--out", default="dvc.yaml")
+    ap.add_argument("--check", action="store_true", help="exit 1 if the file differs from what params.yaml gives")
+    args = ap.parse_args(argv)
+    try:
+        epochs = load_params(args.params).train.epochs
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    text, out = render(epochs), Path(args.out)
+    if args.check:
+        if not out.exists() or out.read_text() != text:
+            print(f"{out} is out of step with {args.params} (train.epochs={epochs}); run `erl dvc-yaml`", file=sys.stderr)
+            return 1
+        print(f"{out} matches {args.params} (train.epochs={epochs})")
+        return 0
+    out.write_text(text)
+    print(f"wrote {out} for train.epochs={epochs}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install with the test extra and run the whole suite (CPU only; GPU/vLLM tests skip themselves).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+. .venv/bin/activate
+export HF_HUB_OFFLINE=1 DVC_NO_ANALYTICS=1
+python -m pytest "$@"

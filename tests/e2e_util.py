@@ -1,0 +1,60 @@
+"""Make a throwaway copy of the project in a temporary Git + DVC repository with tiny settings."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY = {
+    "env": {"n_train": 60, "n_test": 12},
+    "policy": {"tiny": {"hidden_size": 32, "layers": 2, "heads": 2, "intermediate_size": 64, "warmstart_steps": 20,
+                        "warmstart_batch_size": 16}},
+    "sample": {"tasks_per_epoch": 6},
+    "evaluate": {"samples_per_task": 1},
+    "reflect": {"sampling": {"max_new_tokens": 12}},
+    "train": {"epochs": 2},
+}
+
+
+def deep_update(base: dict, over: dict) -> dict:
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_update(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def env() -> dict:
+    e = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONPATH=str(ROOT))
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    return e
+
+
+def run(args, cwd, check=True, **kw):
+    return subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True, check=check, **kw)
+
+
+def make_project(dst: Path, overrides: dict | None = None) -> Path:
+    """Copy pipeline/, stages/ and params.yaml into ``dst``, apply TINY + overrides, generate dvc.yaml,
+    and make it a Git + DVC repository with one commit."""
+    for sub in ("pipeline", "stages"):
+        shutil.copytree(ROOT / sub, dst / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), deep_update(dict(TINY), overrides or {}))
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([sys.executable, "-m", "pipeline.dvcgen"], dst)
+    run(["git", "init", "-q"], dst)
+    run([sys.executable, "-m", "dvc", "init", "-q"], dst)
+    run(["git", "add", "-A"], dst)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dst)
+    return dst
+
+
+def dvc(dst: Path, *args, check=True, timeout=1200):
+    return run([sys.executable, "-m", "dvc", *args], dst, check=check, timeout=timeout)
