@@ -205,6 +205,9 @@ def write_table(name: str, rows: Iterable[dict[str, Any]] | pa.Table, path: str 
     """Write rows under the named schema (unknown or missing columns are an error), atomically."""
     schema = SCHEMAS[name]
     if isinstance(rows, pa.Table):
+        if set(rows.column_names) != set(schema.names):
+            extra, missing = set(rows.column_names) - set(schema.names), set(schema.names) - set(rows.column_names)
+            raise SchemaError(f"{name}: table columns differ from the schema (extra {sorted(extra)}, missing {sorted(missing)})")
         table = rows.select(schema.names).cast(schema)
     else:
         rows = list(rows)

@@ -7,20 +7,36 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 PARAMS_FILE = Path("params.yaml")
 
 
+def _number(v):
+    # YAML 1.1 reads "1e-6" (no dot) as a string; accept numeric strings for real-valued keys only.
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+# Strict mode: `true` is not an int, `"yes"` is not a bool, 2.5 is not an int; reals accept ints and "1e-6".
+Real = Annotated[float, BeforeValidator(_number)]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Sampling(_Strict):
     """Sampling settings of one role (first attempt, reflector, retry, evaluation)."""
 
-    temperature: float = Field(1.0, ge=0.0, description="0 = greedy")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: Real = Field(1.0, ge=0.0, description="0 = greedy")
+    top_p: Real = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, description="0 = off")
     max_new_tokens: int = Field(16, ge=1)
 
@@ -28,8 +44,8 @@ class Sampling(_Strict):
 class FrozenLakeParams(_Strict):
     min_size: int = Field(2, ge=2, le=9, description="smallest board side")
     max_size: int = Field(9, ge=2, le=9, description="largest board side")
-    p_frozen_low: float = Field(0.6, gt=0.0, lt=1.0)
-    p_frozen_high: float = Field(0.85, gt=0.0, le=1.0)
+    p_frozen_low: Real = Field(0.6, gt=0.0, lt=1.0)
+    p_frozen_high: Real = Field(0.85, gt=0.0, le=1.0)
     budget: int = Field(8, ge=1, description="steps per episode")
     pad_to: int | None = Field(None, ge=2, description="render boards padded to this side with X (tiny model)")
     row_numbers: bool = Field(False, description="prefix each board row with its index")
@@ -61,7 +77,7 @@ class TinyParams(_Strict):
     intermediate_size: int = Field(512, ge=8)
     warmstart_steps: int = Field(300, ge=0, description="self-supervised warm-start optimizer steps")
     warmstart_batch_size: int = Field(64, ge=1)
-    warmstart_lr: float = Field(2e-3, gt=0.0)
+    warmstart_lr: Real = Field(2e-3, gt=0.0)
 
     @model_validator(mode="after")
     def _heads(self):
@@ -109,7 +125,7 @@ class RetryParams(_Strict):
 
 
 class ConsolidateParams(_Strict):
-    tau: float = Field(1.0, description="success threshold: reflect when r1 < tau, adopt memory when r2 >= tau")
+    tau: Real = Field(1.0, description="success threshold: reflect when r1 < tau, adopt memory when r2 >= tau")
     train_first: bool = True
     train_reflection: bool = True
     train_second: bool = True
@@ -119,17 +135,17 @@ class ConsolidateParams(_Strict):
 
 
 class UpdateParams(_Strict):
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.01, ge=0.0)
-    grad_clip: float = Field(1.0, gt=0.0)
+    lr: Real = Field(1e-3, gt=0.0)
+    weight_decay: Real = Field(0.01, ge=0.0)
+    grad_clip: Real = Field(1.0, gt=0.0)
     minibatch_size: int = Field(64, ge=1, description="samples per optimizer step")
     ppo_epochs: int = Field(1, ge=1, description="passes over the epoch's samples")
     micro_batch_tokens: int = Field(16384, ge=64, description="padded tokens per forward (gradient accumulation)")
-    clip_low: float = Field(0.2, ge=0.0, lt=1.0)
-    clip_high: float = Field(0.28, ge=0.0)
-    dual_clip: float = Field(3.0, gt=1.0, description="dual-clip bound c for negative advantages")
-    kl_coef: float = Field(0.001, ge=0.0, description="k3 KL penalty to the epoch-0 policy")
-    entropy_coef: float = Field(0.0, ge=0.0)
+    clip_low: Real = Field(0.2, ge=0.0, lt=1.0)
+    clip_high: Real = Field(0.28, ge=0.0)
+    dual_clip: Real = Field(3.0, gt=1.0, description="dual-clip bound c for negative advantages")
+    kl_coef: Real = Field(0.001, ge=0.0, description="k3 KL penalty to the epoch-0 policy")
+    entropy_coef: Real = Field(0.0, ge=0.0)
     carry_optimizer_state: bool = Field(True, description="AdamW moments travel with the checkpoint")
 
 
@@ -155,6 +171,12 @@ class Params(_Strict):
     update: UpdateParams = UpdateParams()
     evaluate: EvaluateParams = EvaluateParams()
     train: TrainParams = TrainParams()
+
+    @model_validator(mode="after")
+    def _pool(self):
+        if self.sample.tasks_per_epoch > self.env.n_train:
+            raise ValueError("sample.tasks_per_epoch must be <= env.n_train (rollout ids would repeat)")
+        return self
 
     @property
     def rollouts_per_task(self) -> int:

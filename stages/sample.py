@@ -22,11 +22,9 @@ KEYS = ("seed", "algorithm", "env", "policy", "sample")
 
 
 def pick_tasks(pool: list[dict], k: int, seed: int, epoch: int) -> list[dict]:
-    """The epoch's training tasks: a seeded draw without replacement from the pool (cycling if k > pool)."""
+    """The epoch's training tasks: a seeded draw without replacement from the pool (k <= pool is validated)."""
     rng = random.Random(derive_seed(seed, epoch, "sample-tasks"))
-    order = pool[:]
-    rng.shuffle(order)
-    return [order[i % len(order)] for i in range(k)]
+    return rng.sample(pool, k)
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,172 @@
+"""pipeline/config.py: defaults, the repo's params.yaml, and one ParamsError per kind of bad input, each naming
+the offending dotted key. Plus the stage entry point's exit code 2 before anything is written."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import Params, ParamsError, load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write(tmp_path: Path, data, name: str = "params.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def _error(tmp_path: Path, data) -> str:
+    with pytest.raises(ParamsError) as info:
+        load_params(_write(tmp_path, data))
+    return str(info.value)
+
+
+def test_defaults_load():
+    p = Params()
+    assert p.algorithm == "erl" and p.seed == 0
+    assert p.env.name == "frozenlake"
+    assert p.sample.rollouts_per_task == {"erl": 4, "rlvr": 8}
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert load_params(_write(tmp_path, "")) == Params()
+
+
+def test_repo_params_yaml_validates():
+    p = load_params(ROOT / "params.yaml")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert p.train.epochs == raw["train"]["epochs"]
+    assert p.algorithm == raw["algorithm"]
+
+
+@pytest.mark.parametrize(
+    "data, key",
+    [
+        ({"sample": {"tasks_per_epoch": "x"}}, "sample.tasks_per_epoch"),  # wrong type
+        ({"update": {"lr": -1}}, "update.lr"),  # out of range
+        ({"evaluate": {"sampling": {"top_p": 1.5}}}, "evaluate.sampling.top_p"),  # out of range, nested twice
+        ({"bogus": 1}, "bogus"),  # unknown key at the top level
+        ({"update": {"bogus": 1}}, "update.bogus"),  # unknown nested key
+        ({"algorithm": "ppo"}, "algorithm"),  # unknown algorithm
+        ({"env": {"name": "sokoban"}}, "env.name"),  # unknown env
+        ({"sample": {"rollouts_per_task": {"erl": 0, "rlvr": 8}}}, "sample"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, data, key):
+    msg = _error(tmp_path, data)
+    assert f"  {key}:" in msg, msg
+    assert "invalid parameters" in msg
+
+
+def test_wrong_type_shows_the_value(tmp_path):
+    msg = _error(tmp_path, {"sample": {"tasks_per_epoch": "x"}})
+    assert "sample.tasks_per_epoch" in msg and "'x'" in msg
+
+
+def test_min_size_above_max_size(tmp_path):
+    msg = _error(tmp_path, {"env": {"frozenlake": {"min_size": 6, "max_size": 4, "pad_to": None}}})
+    assert "env.frozenlake" in msg and "min_size must be <= max_size" in msg
+
+
+def test_pad_to_below_max_size(tmp_path):
+    msg = _error(tmp_path, {"env": {"frozenlake": {"min_size": 3, "max_size": 6, "pad_to": 5}}})
+    assert "env.frozenlake" in msg and "pad_to must be >= max_size" in msg
+
+
+def test_several_errors_all_reported(tmp_path):
+    msg = _error(tmp_path, {"update": {"lr": -1, "bogus": 2}, "algorithm": "ppo"})
+    for key in ("update.lr", "update.bogus", "algorithm"):
+        assert f"  {key}:" in msg, msg
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ParamsError, match="file not found") as info:
+        load_params(path)
+    assert str(path) in str(info.value)
+
+
+def test_invalid_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(_write(tmp_path, "update: {lr: [1, 2\n"))
+
+
+def test_top_level_not_a_mapping(tmp_path):
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(_write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_sections_returns_dotted_keys():
+    p = Params()
+    assert p.sections("policy.prompts", "seed") == {"policy.prompts": "tiny", "seed": 0}
+    whole = p.sections("consolidate")
+    assert whole == {"consolidate": p.consolidate.model_dump(mode="json")}
+
+
+def test_rollouts_per_task_follows_algorithm():
+    base = {"sample": {"rollouts_per_task": {"erl": 3, "rlvr": 7}}}
+    assert Params.model_validate({**base, "algorithm": "erl"}).rollouts_per_task == 3
+    assert Params.model_validate({**base, "algorithm": "rlvr"}).rollouts_per_task == 7
+
+
+def test_flags_follow_algorithm_and_ablation():
+    assert Params().reflects and Params().retries
+    assert not Params(algorithm="rlvr").reflects and not Params(algorithm="rlvr").retries
+    p = Params.model_validate({"ablation": {"no_reflection": True}})
+    assert not p.reflects and p.retries
+
+
+# --- the stage entry point: exit 2 before anything is written -------------------------------------------
+# stages/feedback.py imports only pipeline.{stagekit,advantages,artifacts,envs,episodes,prompts} (no torch) and
+# calls stagekit.parse() -- which validates params and the epoch -- before reading or writing any table.
+
+def _run_feedback(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "stages.feedback", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_feedback_stage_bad_params_exits_2(tmp_path):
+    bad = _write(tmp_path, {"update": {"lr": -1}}, "bad.yaml")
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    proc = _run_feedback("--epoch", "1", "--params", str(bad), "--artifacts", str(artifacts))
+    assert proc.returncode == 2, proc.stderr
+    assert "update.lr" in proc.stderr
+    assert list(artifacts.rglob("*")) == []
+
+
+def test_feedback_stage_epoch_out_of_range_exits_2(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    proc = _run_feedback("--epoch", "99", "--params", str(ROOT / "params.yaml"), "--artifacts", str(artifacts))
+    assert proc.returncode == 2, proc.stderr
+    assert "train.epochs" in proc.stderr
+    assert not artifacts.exists()
+
+
+@pytest.mark.parametrize(
+    "data,key",
+    [
+        ({"sample": {"tasks_per_epoch": True}}, "sample.tasks_per_epoch"),
+        ({"sample": {"tasks_per_epoch": 2.5}}, "sample.tasks_per_epoch"),
+        ({"consolidate": {"train_first": "yes"}}, "consolidate.train_first"),
+    ],
+)
+def test_strict_types(tmp_path, data, key):
+    assert f"  {key}:" in _error(tmp_path, data)
+
+
+def test_scientific_notation_reals_accepted(tmp_path):
+    # PyYAML reads 1e-6 (no dot) as a string; real-valued keys accept it.
+    path = tmp_path / "params.yaml"
+    path.write_text("update:\n  lr: 1e-6\n")
+    assert load_params(path).update.lr == 1e-6
+
+
+def test_tasks_per_epoch_cannot_exceed_pool(tmp_path):
+    msg = _error(tmp_path, {"env": {"n_train": 10}, "sample": {"tasks_per_epoch": 11}})
+    assert "tasks_per_epoch" in msg

@@ -1,0 +1,52 @@
+"""pipeline/metrics.py on small fake rows."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline.metrics import eval_metrics, train_metrics
+
+EPOCH = 3
+
+
+def _rows():
+    feedback = [{"rollout_id": r, "success": ok} for r, ok in [("a", True), ("b", False), ("c", False), ("d", False)]]
+    reflections = [{"reflection_id": f"{r}/f", "has_tag": tag} for r, tag in [("b", True), ("c", False), ("d", True)]]
+    retries = [{"rollout_id": r, "success": ok} for r, ok in [("b", True), ("c", False), ("d", True)]]
+    memory = [{"version": 1, "epoch": 1}, {"version": 2, "epoch": 2}, {"version": 3, "epoch": EPOCH},
+              {"version": 4, "epoch": EPOCH}]
+    samples = [{"kind": k} for k in ["first"] * 4 + ["reflection"] * 3 + ["second"] * 3 + ["distilled"] * 2]
+    steps = [{"loss": 1.0, "kl": 0.01, "grad_norm": 2.0}, {"loss": 3.0, "kl": 0.03, "grad_norm": 4.0}]
+    return feedback, reflections, retries, memory, samples, steps
+
+
+def test_train_metrics():
+    m = train_metrics(*_rows(), epoch=EPOCH)
+    assert m["train_pre_success"] == 0.25
+    assert m["train_post_success"] == 0.75  # a (first) + b, d (retries)
+    assert m["reflections"] == 3 and m["reflections_tagged"] == 2
+    assert m["retry_success"] == pytest.approx(2 / 3)
+    assert m["memory_adopted"] == 2  # versions 3 and 4 only
+    assert (m["samples_first"], m["samples_reflection"], m["samples_second"], m["samples_distilled"]) == (4, 3, 3, 2)
+    assert m["update_loss"] == 2.0 and m["update_kl"] == pytest.approx(0.02) and m["grad_norm"] == 3.0
+
+
+def test_first_success_counts_even_if_its_retry_failed():
+    feedback = [{"rollout_id": "a", "success": True}, {"rollout_id": "b", "success": False}]
+    retries = [{"rollout_id": "a", "success": False}, {"rollout_id": "b", "success": False}]
+    m = train_metrics(feedback, [], retries, [], [], [], epoch=1)
+    assert m["train_post_success"] == 0.5
+
+
+def test_rlvr_like_epoch_and_empty_tables():
+    feedback = [{"rollout_id": "a", "success": False}, {"rollout_id": "b", "success": True}]
+    m = train_metrics(feedback, [], [], [], [], [], epoch=1)
+    assert m["train_pre_success"] == m["train_post_success"] == 0.5
+    assert m["reflections"] == 0 and m["retry_success"] is None and m["memory_adopted"] == 0
+    assert m["update_loss"] is None and m["samples_first"] == 0
+
+
+def test_eval_metrics():
+    m = eval_metrics([{"success": True, "reward": 1.0}, {"success": False, "reward": 0.0},
+                      {"success": False, "reward": 0.5}])
+    assert m["eval_success"] == pytest.approx(1 / 3) and m["eval_reward"] == 0.5
+    assert eval_metrics([]) == {"eval_success": None, "eval_reward": None}
