@@ -11,7 +11,8 @@ retry_success       success rate of second attempts
 memory_adopted      reflections that became a memory version this epoch
 samples_<kind>      training samples of each kind
 update_loss         mean loss per optimizer step (per-sample sum over tokens, mean over samples)
-update_kl           mean per-token k3 KL to the epoch-0 policy over the epoch's steps
+update_kl           per-token k3 KL to the epoch-0 policy at the epoch's last optimizer step
+update_kl_first     the same at its first step (= KL of the previous epoch's policy on this epoch's samples)
 grad_norm           mean gradient norm before clipping
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ def train_metrics(feedback, reflections, retries, memory, samples, steps, epoch:
         "memory_adopted": sum(1 for m in memory if m["epoch"] == epoch),
         **{f"samples_{k}": kinds.get(k, 0) for k in ("first", "reflection", "second", "distilled")},
         "update_loss": _mean(s["loss"] for s in steps),
-        "update_kl": _mean(s["kl"] for s in steps),
+        "update_kl": steps[-1]["kl"] if steps else None,
+        "update_kl_first": steps[0]["kl"] if steps else None,
         "grad_norm": _mean(s["grad_norm"] for s in steps),
     }

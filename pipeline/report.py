@@ -12,7 +12,7 @@ from pathlib import Path
 COLUMNS = [
     "epoch", "eval_success", "eval_reward", "train_pre_success", "train_post_success", "reflections",
     "reflections_tagged", "retry_success", "memory_adopted", "samples_first", "samples_reflection", "samples_second",
-    "samples_distilled", "update_loss", "update_kl", "grad_norm",
+    "samples_distilled", "update_loss", "update_kl", "update_kl_first", "grad_norm",
 ]
 
 

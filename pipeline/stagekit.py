@@ -87,7 +87,22 @@ def stage_errors(ctx_name: str):
     except (FileNotFoundError, SchemaError, ParamsError) as exc:
         print(f"error: {ctx_name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    log.info("done in %.1f s", time.perf_counter() - t0)
+    work = time.perf_counter() - t0
+    age = process_age()
+    log.info("done in %.1f s", work)
+    if age is not None:  # parsed by `erl bench`: start-up = process - work
+        log.info("timing: process %.3f s, work %.3f s", age, work)
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc), or None elsewhere."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / ticks
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return uptime - start
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def dump(obj) -> str:

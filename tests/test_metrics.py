@@ -27,7 +27,7 @@ def test_train_metrics():
     assert m["retry_success"] == pytest.approx(2 / 3)
     assert m["memory_adopted"] == 2  # versions 3 and 4 only
     assert (m["samples_first"], m["samples_reflection"], m["samples_second"], m["samples_distilled"]) == (4, 3, 3, 2)
-    assert m["update_loss"] == 2.0 and m["update_kl"] == pytest.approx(0.02) and m["grad_norm"] == 3.0
+    assert m["update_loss"] == 2.0 and m["update_kl"] == pytest.approx(0.03) and m["update_kl_first"] == pytest.approx(0.01) and m["grad_norm"] == 3.0
 
 
 def test_first_success_counts_even_if_its_retry_failed():
