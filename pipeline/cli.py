@@ -15,6 +15,8 @@ commands:
   dvc-yaml [--check]       write dvc.yaml from params.yaml (train.epochs), or check it is current
   run [--epochs N]         run the whole pipeline as a Prefect flow (one task per DVC stage and epoch)
   deploy [--cron CRON]     serve a scheduled Prefect deployment (concurrency limit: one run)
+  audit {update,reflection,task,verify}
+                           trace weight updates to reflections and back; verify artifact hashes
   bench                    time each stage of a small run: wall time, start-up and DVC overhead
 
 The usual way to train is plain `dvc repro` (or `dvc exp run -S key=value`).
@@ -42,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
         flows_main(["run" if cmd == "run" else "serve", *rest])
         return 0
+    if cmd == "audit":
+        from pipeline.audit import main as audit
+
+        return audit(rest)
     if cmd == "bench":
         from pipeline.bench import main as bench
 

@@ -109,3 +109,56 @@ def test_rlvr_writes_empty_reflection_tables_with_same_schema(tmp_path):
     # stages that need no model never import torch
     out = run(["python", "-X", "importtime", "-m", "stages.feedback", "--epoch", "1"], repo).stderr
     assert " torch" not in out.replace("torch_", "")
+
+
+def audit(repo, *args):
+    return run(["python", "-m", "pipeline.audit", *args], repo, check=False)
+
+
+def test_audit_update_traces_reflections(erl_run):
+    res = audit(erl_run, "--json", "update", "2")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["checkpoint_sha256"] == sha256_dir(erl_run / dag.policy_dir(2))
+    assert out["parent_sha256"] == sha256_dir(erl_run / dag.policy_dir(1))
+    refl = read_table("reflections", erl_run / dag.epoch_dir(2) / "reflections.parquet").to_pandas()
+    assert {r["reflection_id"] for r in out["reflections"]} == set(refl.reflection_id)
+    contrib = [r["contribution"] for r in out["reflections"]]
+    assert contrib == sorted(contrib, reverse=True)
+    first = out["reflections"][0]
+    assert first["first_attempt_feedback"] and first["samples"] and first["second_attempt_reward"] is not None
+    text = audit(erl_run, "update", "2").stdout
+    assert "reflections behind this update" in text and first["reflection_id"] in text
+
+
+def test_audit_reflection_and_task_forward_traces(erl_run):
+    refl = read_table("reflections", erl_run / dag.epoch_dir(1) / "reflections.parquet").to_pandas()
+    rid = refl.reflection_id.iloc[0]
+    out = json.loads(audit(erl_run, "--json", "reflection", rid).stdout)
+    assert out["reflection"]["reflection_id"] == rid and out["retry"]["retry_id"].startswith(refl.rollout_id.iloc[0])
+    assert {s["kind"] for s in out["samples"]} >= {"reflection", "second"}
+    assert all(s["update_id"] == "e1" for s in out["samples"])
+    task = json.loads(audit(erl_run, "--json", "task", refl.task_id.iloc[0]).stdout)
+    assert len(task["first_attempts"]) >= 4 and task["second_attempts"]
+
+
+def test_audit_unknown_ids_fail_clearly(erl_run):
+    for args, needle in [(("update", "99"), "epoch 99"), (("reflection", "nope"), "nope"), (("task", "nope"), "nope")]:
+        res = audit(erl_run, *args)
+        assert res.returncode == 2 and needle in res.stderr
+
+
+def test_audit_verify_passes_then_catches_tampering(erl_run, tmp_path):
+    import shutil
+
+    res = audit(erl_run, "verify")
+    assert res.returncode == 0, res.stdout + res.stderr
+    copy = tmp_path / "copy"
+    shutil.copytree(erl_run, copy)
+    victim = copy / dag.epoch_dir(1) / "feedback.parquet"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    res = audit(copy, "verify")
+    assert res.returncode == 1
+    assert "artifacts/epoch_001/feedback.parquet" in res.stdout

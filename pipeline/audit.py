@@ -1,0 +1,269 @@
+"""`erl audit`: answer "which reflections produced which weight updates?" from the Parquet artifacts alone
+(DuckDB over the files, no server), and verify every artifact against the lineage recorded for it.
+
+  erl audit update EPOCH         the weight update of an epoch, traced back to the reflections behind it
+  erl audit reflection ID        a reflection, traced forward: retry, samples, update, memory, later readers
+  erl audit task ID              every attempt on a task across epochs
+  erl audit verify               recompute sha256/md5 of every artifact against Parquet footers and dvc.lock
+
+Add --json for machine-readable output and --artifacts DIR to audit another run. No torch here.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from pipeline import dag
+from pipeline.artifacts import read_lineage, sha256_dir, sha256_path
+
+
+class AuditError(LookupError):
+    """An unknown epoch or id, or a run with no artifacts: one line for the user, exit 2."""
+
+
+def _db():
+    import duckdb
+
+    return duckdb.connect()
+
+
+def _glob(root: Path, table: str) -> str:
+    return (root / "epoch_*" / f"{table}.parquet").as_posix()
+
+
+def _rows(con, sql: str, params: list | None = None) -> list[dict]:
+    cur = con.execute(sql, params or [])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def _epochs(root: Path) -> list[int]:
+    return sorted(int(p.name.split("_")[1]) for p in root.glob("epoch_*") if p.is_dir())
+
+
+def audit_update(root: Path, epoch: int) -> dict:
+    d = dag.epoch_dir(epoch, root)
+    if not (d / "updates.parquet").exists():
+        known = _epochs(root)
+        raise AuditError(f"no update for epoch {epoch} under {root} (epochs with artifacts: {known or 'none'})")
+    con = _db()
+    f = {n: (d / f"{n}.parquet").as_posix() for n in ("updates", "steps", "samples", "reflections", "retries", "feedback")}
+    head = _rows(con, f"""
+        SELECT any_value(update_id) AS update_id, any_value(checkpoint_sha256) AS checkpoint_sha256,
+               any_value(parent_sha256) AS parent_sha256, count(*) AS optimizer_steps,
+               avg(grad_norm) AS mean_grad_norm, avg(loss) AS mean_loss
+        FROM '{f["steps"]}'""")[0]
+    kinds = _rows(con, f"""SELECT kind, count(*) AS rows, sum(abs(loss)) AS total_abs_loss
+                           FROM '{f["updates"]}' GROUP BY kind ORDER BY kind""")
+    refl = _rows(con, f"""
+        WITH contrib AS (
+            SELECT s.reflection_id, list(DISTINCT s.kind ORDER BY s.kind) AS kinds,
+                   list(struct_pack(sample_id := u.sample_id, kind := s.kind, advantage := u.advantage,
+                                    loss := u.loss, step := u.step) ORDER BY u.step, u.sample_id) AS samples,
+                   sum(abs(u.loss)) AS contribution, sum(u.advantage) AS total_advantage
+            FROM '{f["updates"]}' u JOIN '{f["samples"]}' s USING (sample_id)
+            WHERE s.reflection_id IS NOT NULL GROUP BY s.reflection_id)
+        SELECT c.reflection_id, r.task_id, r.rollout_id, fb.feedback AS first_attempt_feedback,
+               fb.reward AS first_attempt_reward, r.reflection, r.memory_version, rt.retry_id,
+               rt.reward AS second_attempt_reward, c.kinds, c.contribution, c.total_advantage, c.samples
+        FROM contrib c JOIN '{f["reflections"]}' r USING (reflection_id)
+        LEFT JOIN '{f["feedback"]}' fb ON fb.rollout_id = r.rollout_id
+        LEFT JOIN '{f["retries"]}' rt ON rt.reflection_id = r.reflection_id
+        ORDER BY c.contribution DESC, c.reflection_id""")
+    return {"epoch": epoch, **head, "by_kind": kinds, "reflections": refl}
+
+
+def audit_reflection(root: Path, rid: str) -> dict:
+    con = _db()
+    found = _rows(con, f"SELECT * EXCLUDE (prompt_ids, response_ids) FROM '{_glob(root, 'reflections')}' "
+                       "WHERE reflection_id = ?", [rid])
+    if not found:
+        raise AuditError(f"unknown reflection id {rid!r} under {root}")
+    r = found[0]
+    e = r["epoch"]
+    d = dag.epoch_dir(e, root)
+    retry = _rows(con, f"SELECT retry_id, reward, success, outcome, n_turns, actions FROM '{(d / 'retries.parquet').as_posix()}' "
+                       "WHERE reflection_id = ?", [rid])
+    samples = _rows(con, f"""
+        SELECT s.sample_id, s.kind, s.advantage, u.update_id, u.step, u.loss, u.checkpoint_sha256
+        FROM '{(d / 'samples.parquet').as_posix()}' s
+        LEFT JOIN '{(d / 'updates.parquet').as_posix()}' u USING (sample_id)
+        WHERE s.reflection_id = ? ORDER BY s.kind, u.step""", [rid])
+    memory = _rows(con, f"SELECT DISTINCT version, parent_version, epoch FROM '{_glob(root, 'memory')}' WHERE reflection_id = ?",
+                   [rid])
+    readers = []
+    if memory:
+        readers = _rows(con, f"""SELECT reflection_id, epoch, memory_version FROM '{_glob(root, 'reflections')}'
+                                 WHERE memory_version IN ({",".join(str(m["version"]) for m in memory)})
+                                 ORDER BY epoch, reflection_id""")
+    return {"reflection": r, "retry": retry[0] if retry else None, "samples": samples,
+            "became_memory": memory, "read_by": readers}
+
+
+def audit_task(root: Path, task_id: str) -> dict:
+    con = _db()
+    first = _rows(con, f"""SELECT a.epoch, a.rollout_id, f.reward, f.outcome, a.actions
+                           FROM '{_glob(root, 'attempts')}' a JOIN '{_glob(root, 'feedback')}' f USING (rollout_id)
+                           WHERE a.task_id = ? ORDER BY a.epoch, a.rollout_id""", [task_id])
+    retries = _rows(con, f"""SELECT epoch, retry_id, reflection_id, reward, outcome, actions FROM '{_glob(root, 'retries')}'
+                             WHERE task_id = ? ORDER BY epoch, retry_id""", [task_id])
+    evals = _rows(con, f"""SELECT epoch, rollout_id, reward, outcome, actions FROM read_parquet(
+                               ['{(dag.epoch_dir(0, root) / 'eval.parquet').as_posix()}', '{_glob(root, 'eval')}'])
+                           WHERE task_id = ? ORDER BY epoch, rollout_id""", [task_id]) if (dag.epoch_dir(0, root) / "eval.parquet").exists() else []
+    if not (first or retries or evals):
+        raise AuditError(f"unknown task id {task_id!r}: no attempt, retry or evaluation under {root}")
+    return {"task_id": task_id, "first_attempts": first, "second_attempts": retries, "evaluations": evals}
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(root: Path, lock: Path | None) -> list[dict]:
+    """Every mismatch between an artifact on disk and what was recorded about it. Empty list = all good."""
+    problems: list[dict] = []
+    base = root.parent
+    for f in sorted(root.rglob("*.parquet")):
+        try:
+            meta = read_lineage(f)
+        except Exception as exc:  # unreadable footer = tampered or truncated file
+            problems.append({"file": str(f), "problem": f"unreadable Parquet footer: {exc}"})
+            continue
+        for path, digest in meta.get("inputs", {}).items():
+            p = base / path
+            if not p.exists():
+                problems.append({"file": path, "problem": f"missing (an input of {f})"})
+            elif sha256_path(p) != digest:
+                problems.append({"file": path, "problem": f"sha256 differs from the lineage of {f}"})
+        if meta.get("table") in ("updates", "steps") and meta.get("checkpoint_sha256"):
+            ck = dag.policy_dir(meta["epoch"], root)
+            if ck.exists() and sha256_dir(ck) != meta["checkpoint_sha256"]:
+                problems.append({"file": str(ck), "problem": f"checkpoint sha256 differs from {f}"})
+    if lock is not None and lock.exists():
+        import yaml
+
+        data = yaml.safe_load(lock.read_text()) or {}
+        cache = lock.parent / ".dvc" / "cache" / "files" / "md5"
+        for stage, spec in (data.get("stages") or {}).items():
+            for out in spec.get("outs", []) + spec.get("deps", []):
+                p, md5 = lock.parent / out["path"], out.get("md5")
+                if md5 is None or out["path"] in ("pipeline",) or out["path"].startswith(("stages/", "pipeline/")):
+                    continue
+                if not p.exists():
+                    problems.append({"file": out["path"], "problem": f"missing (recorded in dvc.lock by {stage})"})
+                elif md5.endswith(".dir"):
+                    manifest = cache / md5[:2] / md5[2:]
+                    if manifest.exists():
+                        for entry in json.loads(manifest.read_text()):
+                            fp = p / entry["relpath"]
+                            if not fp.exists() or _md5(fp) != entry["md5"]:
+                                problems.append({"file": f"{out['path']}/{entry['relpath']}",
+                                                 "problem": f"md5 differs from dvc.lock ({stage})"})
+                elif p.is_file() and _md5(p) != md5:
+                    problems.append({"file": out["path"], "problem": f"md5 differs from dvc.lock ({stage})"})
+    # one report per file is enough
+    seen, unique = set(), []
+    for pb in problems:
+        key = (pb["file"], pb["problem"].split(" (")[0])
+        if key not in seen:
+            seen.add(key)
+            unique.append(pb)
+    return unique
+
+
+def _short(v, width=60):
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    s = json.dumps(v, default=str) if isinstance(v, (list, dict)) else str(v)
+    s = s.replace("\n", " ")
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _table(rows: list[dict], cols: list[str] | None = None) -> str:
+    if not rows:
+        return "  (none)"
+    cols = cols or list(rows[0])
+    cells = [[_short(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = lambda vals: "  " + "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def _print_update(res: dict) -> None:
+    print(f"update {res['update_id']} (epoch {res['epoch']}): {res['optimizer_steps']} optimizer steps, "
+          f"mean loss {res['mean_loss']:.4f}, mean grad norm {res['mean_grad_norm']:.4f}")
+    print(f"  checkpoint {res['checkpoint_sha256']}\n  parent     {res['parent_sha256']}\n\nsamples by kind:")
+    print(_table(res["by_kind"]))
+    print(f"\nreflections behind this update ({len(res['reflections'])}), by contribution (sum of |sample loss|):")
+    print(_table(res["reflections"], ["reflection_id", "task_id", "second_attempt_reward", "memory_version", "kinds",
+                                      "contribution", "total_advantage", "reflection", "first_attempt_feedback"]))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="erl audit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--artifacts", default=str(dag.ARTIFACTS), help="artifact root (default: artifacts)")
+    ap.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("update", help="trace an epoch's weight update back to its reflections").add_argument("epoch", type=int)
+    sub.add_parser("reflection", help="trace a reflection forward").add_argument("id")
+    sub.add_parser("task", help="every attempt on a task").add_argument("id")
+    v = sub.add_parser("verify", help="recompute artifact hashes against footers and dvc.lock")
+    v.add_argument("--lock", default="dvc.lock", help="DVC lock file to check too (default: dvc.lock)")
+    args = ap.parse_args(argv)
+    root = Path(args.artifacts)
+    if not root.exists():
+        print(f"error: {root}: no artifacts here (run `dvc repro` or `dvc pull` first)", file=sys.stderr)
+        return 2
+    try:
+        if args.cmd == "update":
+            res = audit_update(root, args.epoch)
+        elif args.cmd == "reflection":
+            res = audit_reflection(root, args.id)
+        elif args.cmd == "task":
+            res = audit_task(root, args.id)
+        else:
+            res = verify(root, Path(args.lock))
+    except AuditError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(res, indent=2, default=str))
+    elif args.cmd == "update":
+        _print_update(res)
+    elif args.cmd == "reflection":
+        r = res["reflection"]
+        print(f"reflection {r['reflection_id']} (epoch {r['epoch']}, task {r['task_id']}, read memory v{r['memory_version']})")
+        print(f"  text: {r['reflection']}\n\nretry it guided:")
+        print(_table([res["retry"]] if res["retry"] else []))
+        print("\nsamples and the update they entered:")
+        print(_table(res["samples"]))
+        print("\nbecame memory:" if res["became_memory"] else "\nbecame memory: no")
+        if res["became_memory"]:
+            print(_table(res["became_memory"]))
+            print("\nlater reflections that read it:")
+            print(_table(res["read_by"]))
+    elif args.cmd == "task":
+        for key in ("first_attempts", "second_attempts", "evaluations"):
+            print(f"{key.replace('_', ' ')}:")
+            print(_table(res[key]))
+            print()
+    else:
+        if res:
+            print(f"{len(res)} mismatch(es):")
+            print(_table(res, ["file", "problem"]))
+        else:
+            print(f"verified: every artifact under {root} matches its recorded lineage")
+    if args.cmd == "verify" and res:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
