@@ -17,6 +17,7 @@ commands:
   deploy [--cron CRON]     serve a scheduled Prefect deployment (concurrency limit: one run)
   audit {update,reflection,task,verify}
                            trace weight updates to reflections and back; verify artifact hashes
+  compare [--seeds K]      ERL vs RLVR vs ablations, k seeds each -> reports/compare.{md,html,csv}
   bench                    time each stage of a small run: wall time, start-up and DVC overhead
 
 The usual way to train is plain `dvc repro` (or `dvc exp run -S key=value`).
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.audit import main as audit
 
         return audit(rest)
+    if cmd == "compare":
+        from pipeline.compare import main as compare
+
+        return compare(rest)
     if cmd == "bench":
         from pipeline.bench import main as bench
 

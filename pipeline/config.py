@@ -78,6 +78,9 @@ class TinyParams(_Strict):
     warmstart_steps: int = Field(300, ge=0, description="self-supervised warm-start optimizer steps")
     warmstart_batch_size: int = Field(64, ge=1)
     warmstart_lr: Real = Field(2e-3, gt=0.0)
+    warmstart_reading: Real = Field(
+        0.0, ge=0.0, le=1.0, description="share of board-reading exercises in the warm start (rest: reply format)"
+    )
 
     @model_validator(mode="after")
     def _heads(self):

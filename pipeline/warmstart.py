@@ -43,12 +43,38 @@ def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, see
         if roll < 0.15 and trace.steps:
             summary = env.summary(trace, env.render(env.reset(task)), prompts.compact_summary)
             msgs = reflector_messages(prompts, summary, None)
-            out.append(Example(msgs, f"<prompt> {prompts.system} </prompt>", "reflect-format"))
+            # The reflection restates s0 and copies where the attempt ended from the feedback: a copying
+            # exercise that opens a channel from the feedback to the retry; what to do with it is left to RL.
+            end = env.end_cell(trace) if hasattr(env, "end_cell") else None
+            note = f" last {end[0]} {end[1]}" if end is not None and prompts.compact_summary else ""
+            out.append(Example(msgs, f"<prompt> {prompts.system}{note} </prompt>", "reflect-format"))
             continue
         state, last = rng.choice(states)
-        system = prompts.system if roll < 0.75 else retry_system(prompts, prompts.system)
+        if roll < 0.75:
+            system = prompts.system
+        else:  # a retry's system prompt: a reflection (here s0, maybe with a copied cell) + the format reminder
+            cell = f" last {rng.randrange(5)} {rng.randrange(5)}" if prompts.compact_summary and rng.random() < 0.5 else ""
+            system = retry_system(prompts, prompts.system + cell)
         msgs = [{"role": "system", "content": system}, {"role": "user", "content": env.message(state, last)}]
         out.append(Example(msgs, f"```{rng.choice(env.actions)}```", "format"))
+    return out
+
+
+def reading_examples(env: Env, tasks: list[Task], n: int, seed: int) -> list[Example]:
+    """Board-reading exercises on states from random play (see FrozenLake.reading_exercise); environments
+    without exercises give none."""
+    exercise = getattr(__import__(type(env).__module__, fromlist=["reading_exercise"]), "reading_exercise", None)
+    if exercise is None:
+        return []
+    rng = random.Random(f"{seed}:reading")
+    out: list[Example] = []
+    kinds = ("where", "around", "next", "next")
+    while len(out) < n:
+        states, _ = random_play(env, rng.choice(tasks), rng, 6)
+        state, _ = rng.choice(states)
+        kind = rng.choice(kinds)
+        system, user, answer = exercise(env, state, kind, rng.choice(env.actions))
+        out.append(Example([{"role": "system", "content": system}, {"role": "user", "content": user}], answer, kind))
     return out
 
 
@@ -56,6 +82,7 @@ def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, n_p
     """Text covering everything the embedded tokenizer must spell: prompts, boards, messages, feedback."""
     rng = random.Random(f"{seed}:vocab")
     texts = [v for v in vars(prompts).values() if isinstance(v, str)] + ["<prompt> </prompt> ``` " + " ".join(env.actions)]
+    texts += reading_vocabulary(env)
     texts += [str(i) for i in range(100)]
     for _ in range(n_plays):
         task = rng.choice(tasks)
@@ -64,3 +91,8 @@ def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, n_p
         if trace.steps:
             texts += [env.summary(trace, env.render(env.reset(task)), c) for c in (False, True)] + [env.feedback(trace)]
     return texts
+
+
+def reading_vocabulary(env: Env) -> list[str]:
+    mod = __import__(type(env).__module__, fromlist=["EXERCISE_PROMPTS"])
+    return list(getattr(mod, "EXERCISE_PROMPTS", {}).values()) + ["action : end yes no last"]

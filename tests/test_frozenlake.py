@@ -234,17 +234,17 @@ def test_feedback_texts():
     env = FrozenLake()
     _, trace = play(env, TASK, [blk("up"), "nothing", blk("down"), blk("down"), blk("right"), blk("right")])
     fb = env.feedback(trace)
-    assert fb.startswith("You reached the goal.")
+    assert fb.startswith("You reached the goal at 2 2.")  # where the episode ended
     assert "2 (1 invalid, 1 blocked)" in fb and "Last action: right." in fb
     assert fb.endswith("Reward=1.0, steps=6")
 
     _, trace = play(env, TASK, [blk("right"), blk("right")])
     fb = env.feedback(trace)
-    assert fb.startswith("You fell into a hole.") and fb.endswith("Reward=0.0, steps=2")
+    assert fb.startswith("You fell into a hole at 0 2.") and fb.endswith("Reward=0.0, steps=2")
 
     _, trace = play(FrozenLake(budget=2), TASK, ["?", "??"])
     fb = env.feedback(trace)
-    assert fb.startswith("You ran out of steps.") and "Last action: invalid." in fb
+    assert fb.startswith("You ran out of steps at 0 0.") and "Last action: invalid." in fb
     assert "2 (2 invalid, 0 blocked)" in fb and fb.endswith("Reward=0.0, steps=2")
     assert env.feedback(trace) == fb  # deterministic
 
@@ -268,3 +268,29 @@ def test_module_is_pure_python():
 
     code = "import sys, pipeline.envs.frozenlake; assert not {'torch', 'numpy'} & set(sys.modules), sys.modules.keys()"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_reading_exercises_are_read_off_the_board():
+    from pipeline.envs.frozenlake import reading_exercise
+
+    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True)
+    for task in env.generate("train", 30, 3):
+        s = env.reset(task)
+        _, user, ans = reading_exercise(env, s, "where", "left")
+        r, c = s.pos
+        gr, gc = task.spec["goal"]
+        assert ans == f"A {r} {c} B {gr} {gc}" and user == env.message(s, None)
+        rows = [line.split()[1:] for line in env.render(s).splitlines()]
+        _, _, around = reading_exercise(env, s, "around", "left")
+        words = around.split()
+        for name, (dr, dc) in {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}.items():
+            sym = words[words.index(name) + 1]
+            rr, cc = r + dr, c + dc
+            inside = 0 <= rr < 5 and 0 <= cc < 5
+            assert sym == (rows[rr][cc] if inside else "X")
+        for action in ("left", "down", "right", "up"):
+            _, user, ans = reading_exercise(env, s, "next", action)
+            nxt, step = env.step(s, f"```{action}```")
+            assert user.endswith(f"action : {action}")
+            assert ans == f"A {nxt.pos[0]} {nxt.pos[1]} end {'yes' if step.event in ('goal', 'hole') else 'no'}"
+            assert "goal" not in ans and "hole" not in ans  # the semantics stay hidden

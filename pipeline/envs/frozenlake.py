@@ -254,10 +254,27 @@ class FrozenLake:
             last = steps[-1].action or "invalid"
         else:
             last = "none"
+        where = self.end_cell(trace)
+        if where is not None:
+            outcome = f"{outcome[:-1]} at {where[0]} {where[1]}."
         return (
             f"{outcome} Actions with no effect: {invalid + blocked} ({invalid} invalid, {blocked} blocked). "
             f"Last action: {last}. Reward={self.reward(trace)}, steps={len(steps)}"
         )
+
+    def end_cell(self, trace: Trace) -> tuple[int, int] | None:
+        """Where the agent stood when the attempt ended (None for an empty trace)."""
+        return self._agent_cell(trace.steps[-1].observation) if trace.steps else None
+
+    def _agent_cell(self, observation: str) -> tuple[int, int] | None:
+        """(row, col) of A in a rendered board: where the episode ended, for the feedback text."""
+        for r, line in enumerate(observation.splitlines()):
+            cells = line.split(self.sep) if self.sep else list(line)
+            if self.row_numbers:
+                cells = cells[1:]
+            if AGENT in cells:
+                return r, cells.index(AGENT)
+        return None
 
     def summary(self, trace: Trace, initial_observation: str, compact: bool = False) -> str:
         """Text of one attempt for the reflector: start board, each step's action/effect/board, feedback.
@@ -275,3 +292,41 @@ class FrozenLake:
             parts.append(f"Step {i}: {s.action or 'invalid'}{note}\n{s.observation}")
         parts.append(f"Feedback: {self.feedback(trace)}")
         return "\n\n".join(parts)
+
+
+# ---- reading exercises for a warm start (self-supervised: no reward, no goal semantics, no solutions) ----
+
+EXERCISE_PROMPTS = {
+    "where": "find A and B .",
+    "around": "read the cells next to A .",
+    "next": "predict the board after the action .",
+}
+
+
+def _cell(state: FrozenLakeState, r: int, c: int) -> str:
+    n = state.spec["size"]
+    if not (0 <= r < n and 0 <= c < n):
+        return OUTSIDE
+    if (r, c) == tuple(state.spec["goal"]):
+        return GOAL
+    return HOLE if state.spec["grid"][r][c] == HOLE else FROZEN
+
+
+def reading_exercise(env: "FrozenLake", state: FrozenLakeState, kind: str, action: str) -> tuple[str, str, str]:
+    """(system, user, answer) of one exercise on ``state``: where A and B are, which symbols surround A, or
+    where A is after ``action`` and whether the episode ends there (goal and hole alike say only "end yes").
+    The answers are read off the board or the simulator; they never say which move is good."""
+    user = env.message(state, None)
+    r, c = state.pos
+    if kind == "where":
+        gr, gc = state.spec["goal"]
+        return EXERCISE_PROMPTS[kind], user, f"A {r} {c} B {gr} {gc}"
+    if kind == "around":
+        cells = " ".join(f"{a} {_cell(state, r + dr, c + dc)}" for a, (dr, dc) in MOVES.items())
+        return EXERCISE_PROMPTS[kind], user, cells
+    if kind == "next":
+        nxt, step = env.step(state, f"```{action}```")
+        nr, nc = nxt.pos
+        end = "yes" if step.event in ("goal", "hole") else "no"
+        return EXERCISE_PROMPTS[kind], f"{user}\naction : {action}", f"A {nr} {nc} end {end}"
+    raise ValueError(f"unknown exercise {kind!r}")

@@ -1,0 +1,192 @@
+"""`erl compare`: the paper's Table 1 at small scale. Runs ERL, RLVR, ERL without memory and ERL without
+reflection, each for k seeds at the same budget (same params.yaml otherwise), every run a real `dvc repro`
+in its own throwaway copy of this project, one at a time (two torch processes on 2 cores slow each other
+3-7x). Writes reports/compare.md (final held-out success, mean and spread over seeds), reports/compare.html
+(learning curves against epochs and against wall-clock seconds) and reports/compare.csv (every epoch of
+every run), so the comparison is committed with the code that produced it.
+
+  erl compare --seeds 3                      # 4 arms x 3 seeds x params.yaml's epochs
+  erl compare --arms erl rlvr --seeds 1 --epochs 2
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import html
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from pipeline import dag
+from pipeline.bench import make_copy, stage_order
+from pipeline.config import ParamsError, load_params
+
+ARMS: dict[str, dict] = {
+    "rlvr": {"algorithm": "rlvr"},
+    "erl": {"algorithm": "erl"},
+    "erl-no-memory": {"algorithm": "erl", "ablation": {"no_memory": True}},
+    "erl-no-reflection": {"algorithm": "erl", "ablation": {"no_reflection": True}},
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out.get(k) or {}, v) if isinstance(v, dict) else v
+    return out
+
+
+def run_arm(params: dict, epochs: int, log) -> list[dict]:
+    """One full run in a temporary project; returns per-epoch metrics with cumulative wall-clock seconds."""
+    tmp = Path(tempfile.mkdtemp(prefix="erl-compare-"))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONPATH=str(tmp))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    try:
+        make_copy(tmp, params)
+        t_start, clock = time.perf_counter(), {}
+        for name in stage_order(epochs):
+            res = subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", name], cwd=tmp, env=env,
+                                 capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"stage {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+            if name.startswith("evaluate_e"):
+                e = int(name.rsplit("_e", 1)[1])
+                clock[e] = time.perf_counter() - t_start
+                log(f"    epoch {e}: held-out success "
+                    f"{json.loads((tmp / dag.metrics_path(e)).read_text())['eval_success']:.3f} at {clock[e]:.0f} s")
+        rows = []
+        for e in range(0, epochs + 1):
+            m = json.loads((tmp / dag.metrics_path(e)).read_text())
+            rows.append({**m, "epoch": e, "seconds": round(clock[e], 1)})
+        return rows
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _mean_sd(xs: list[float]) -> tuple[float, float]:
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def summarize(results: dict[tuple[str, int], list[dict]]) -> dict[str, dict]:
+    out = {}
+    for arm in dict.fromkeys(a for a, _ in results):
+        runs = [rows for (a, _), rows in results.items() if a == arm]
+        final = [r[-1]["eval_success"] for r in runs]
+        initial = [r[0]["eval_success"] for r in runs]
+        post = [r[-1].get("train_post_success") for r in runs if r[-1].get("train_post_success") is not None]
+        pre = [r[-1].get("train_pre_success") for r in runs if r[-1].get("train_pre_success") is not None]
+        out[arm] = {"final": _mean_sd(final), "initial": _mean_sd(initial), "seeds": len(runs),
+                    "final_by_seed": final, "pre": _mean_sd(pre) if pre else None, "post": _mean_sd(post) if post else None,
+                    "seconds": statistics.fmean(r[-1]["seconds"] for r in runs),
+                    "memory": statistics.fmean(sum(x.get("memory_adopted") or 0 for x in r) for r in runs)}
+    return out
+
+
+def write_markdown(summary: dict, meta: dict, path: Path) -> None:
+    arms = list(summary)
+    cell = lambda ms: f"{ms[0]:.3f} ± {ms[1]:.3f}" if ms else "-"  # noqa: E731
+    lines = [
+        "# ERL vs RLVR on the embedded default (the paper's Table 1 layout)", "",
+        f"Environment: {meta['env']}; policy: {meta['model']}; {meta['epochs']} epochs; seeds {meta['seeds']}; "
+        f"numbers are held-out first-attempt success after the last epoch, mean ± sample std over seeds.", "",
+        "| model | task | " + " | ".join(arms) + " |", "|---|---|" + "---|" * len(arms),
+        f"| {meta['model']} | {meta['env']} | " + " | ".join(cell(summary[a]["final"]) for a in arms) + " |", "",
+        "| arm | untrained | final | final by seed | train pre-reflection | train post-reflection | memory adopted | wall s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a in arms:
+        s = summary[a]
+        lines.append(f"| {a} | {cell(s['initial'])} | {cell(s['final'])} | {', '.join(f'{x:.3f}' for x in s['final_by_seed'])} "
+                     f"| {cell(s['pre'])} | {cell(s['post'])} | {s['memory']:.0f} | {s['seconds']:.0f} |")
+    lines += ["", "Curves against epochs and wall-clock seconds: compare.html. Every epoch of every run: compare.csv.", ""]
+    path.write_text("\n".join(lines))
+
+
+def write_html(results, summary, meta, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    imgs = []
+    for xkey, xlabel in (("epoch", "epoch"), ("seconds", "wall-clock seconds")):
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for i, arm in enumerate(summary):
+            for (a, seed), rows in results.items():
+                if a == arm:
+                    ax.plot([r[xkey] for r in rows], [r["eval_success"] for r in rows], color=f"C{i}", alpha=0.8,
+                            marker="o", ms=3, label=arm if seed == min(s for b, s in results if b == arm) else None)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("held-out success")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        imgs.append(base64.b64encode(buf.getvalue()).decode())
+    md = html.escape(path.with_suffix(".md").read_text())
+    path.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>ERL comparison</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}img{{max-width:100%}}</style></head><body>
+<h1>ERL vs RLVR: learning curves</h1><p>One line per run (seed); colour = arm.</p>
+<h2>Held-out success against epochs</h2><img src="data:image/png;base64,{imgs[0]}">
+<h2>Held-out success against wall-clock seconds</h2><img src="data:image/png;base64,{imgs[1]}">
+<h2>Table</h2><pre>{md}</pre></body></html>""")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="erl compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..k-1 per arm")
+    ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    ap.add_argument("--out", default="reports", help="where compare.{md,html,csv} go")
+    args = ap.parse_args(argv)
+    try:
+        load_params(args.params)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    base = yaml.safe_load(Path(args.params).read_text()) or {}
+    if args.epochs is not None:
+        base = _merge(base, {"train": {"epochs": args.epochs}})
+    epochs = int((base.get("train") or {}).get("epochs", load_params(args.params).train.epochs))
+    results: dict[tuple[str, int], list[dict]] = {}
+    for arm in args.arms:
+        for seed in range(args.seeds):
+            print(f"[compare] {arm} seed {seed} ({epochs} epochs)", file=sys.stderr, flush=True)
+            params = _merge(base, {**ARMS[arm], "seed": seed})
+            results[(arm, seed)] = run_arm(params, epochs, lambda m: print(m, file=sys.stderr, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "compare.csv", "w", newline="") as f:
+        keys = ["arm", "seed", "epoch", "seconds", "eval_success", "train_pre_success", "train_post_success",
+                "reflections", "memory_adopted", "update_kl", "update_loss"]
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for (arm, seed), rows in results.items():
+            for r in rows:
+                w.writerow({"arm": arm, "seed": seed, **r})
+    summary = summarize(results)
+    p = load_params(args.params)
+    meta = {"env": p.env.name, "model": p.policy.model, "epochs": epochs, "seeds": list(range(args.seeds))}
+    write_markdown(summary, meta, out / "compare.md")
+    write_html(results, summary, meta, out / "compare.html")
+    print((out / "compare.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
