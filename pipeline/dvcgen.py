@@ -69,7 +69,7 @@ def build(epochs: int) -> dict:
                                                     [pol, t["updates"], t["steps"]])
         stages[dag.stage_name("evaluate", e)] = _stage(
             "evaluate", e,
-            [pol, te] + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")],
+            [pol, dag.policy_dir(0), te] + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")],
             [t["eval"]], [dag.metrics_path(e)],
         )
     report = _stage(
@@ -86,7 +86,8 @@ def build(epochs: int) -> dict:
         {"held-out and training success": {"x": "epoch", "y": {"reports/history.csv": [
             "eval_success", "train_pre_success", "train_post_success"]}, "y_label": "success rate"}},
         {"reflections and memory": {"x": "epoch", "y": {"reports/history.csv": ["reflections", "memory_adopted"]}}},
-        {"update": {"x": "epoch", "y": {"reports/history.csv": ["update_loss", "update_kl"]}}},
+        {"KL to the initial policy": {"x": "epoch", "y": {"reports/history.csv": ["eval_kl"]}}},
+        {"update": {"x": "epoch", "y": {"reports/history.csv": ["update_loss"]}}},
     ]
     return {"stages": stages, "plots": plots}
 

@@ -3,6 +3,7 @@ No torch here.
 
 eval_success        held-out first-attempt success rate (s0 only, no reflection, no memory)
 eval_reward         held-out mean first-attempt reward
+eval_kl             per-token KL(policy[e] || policy[0]) on the held-out replies (exact, over the vocabulary)
 train_pre_success   training success of first attempts, before reflection
 train_post_success  training success after reflection: a first-attempt success counts, else the retry's
 reflections         reflections generated this epoch

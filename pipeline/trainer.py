@@ -173,3 +173,19 @@ def load_optimizer(optimizer, path) -> None:
     sd = optimizer.state_dict()
     sd["state"] = state
     optimizer.load_state_dict(sd)
+
+
+@torch.no_grad()
+def mean_token_kl(model, ref_model, samples: list[dict], pad_id: int, device, max_tokens: int = 16384) -> float | None:
+    """Exact KL(model || ref) per response token, sum_v p log(p / q), averaged over every response token of
+    ``samples`` (dicts with prompt_ids/response_ids segments): how far a checkpoint has moved from epoch 0 on
+    its own generations."""
+    total, count = 0.0, 0
+    for chunk in _chunks(segments_of(samples), max_tokens):
+        ids, attn, mask = _batch(chunk, pad_id, device)
+        lp = torch.log_softmax(model(input_ids=ids, attention_mask=attn).logits[:, :-1].float(), -1)
+        lq = torch.log_softmax(ref_model(input_ids=ids, attention_mask=attn).logits[:, :-1].float(), -1)
+        kl = (lp.exp() * (lp - lq)).sum(-1)
+        total += float((kl * mask).sum())
+        count += int(mask.sum())
+    return total / count if count else None

@@ -19,8 +19,21 @@ from pipeline.prompts import PROMPTS
 from pipeline.seeding import derive_seed
 
 log = logging.getLogger("erl")
-KEYS = ("seed", "env", "policy", "evaluate", "consolidate.tau")
+KEYS = ("seed", "env", "policy", "evaluate", "consolidate.tau", "update.micro_batch_tokens")
 TRAIN_TABLES = ("feedback", "reflections", "retries", "memory", "samples", "steps")
+
+
+def kl_to_initial(p, ctx, engine, episodes) -> float | None:
+    """Per-token KL(policy[e] || policy[0]) on the held-out replies (transformers engine only)."""
+    model = getattr(engine, "model", None)
+    if model is None:
+        return None
+    from pipeline.engine import load_causal_lm
+    from pipeline.trainer import mean_token_kl
+
+    ref, tok = load_causal_lm(str(ctx.policy(0)), p.policy.dtype, device=str(engine.device))
+    samples = [{"prompt_ids": ep.prompt_ids, "response_ids": ep.response_ids} for ep in episodes]
+    return mean_token_kl(model, ref, samples, engine.pad_id, engine.device, p.update.micro_batch_tokens)
 
 
 def main(argv=None) -> None:
@@ -51,6 +64,8 @@ def main(argv=None) -> None:
         inputs = [ctx.policy(e), ctx.tasks_test]
         metrics = {"epoch": e, **eval_metrics(rows)}
         if e > 0:
+            metrics["eval_kl"] = kl_to_initial(p, ctx, engine, episodes)
+            inputs.append(ctx.policy(0))
             tables = {n: read_rows(n, ctx.path(n)) for n in TRAIN_TABLES}
             inputs += [ctx.path(n) for n in TRAIN_TABLES]
             metrics.update(train_metrics(**tables, epoch=e))

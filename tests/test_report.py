@@ -15,7 +15,7 @@ def history(epochs: int = 3) -> list[dict]:
     rows = []
     for e in range(epochs + 1):
         row = {c: None for c in COLUMNS}
-        row.update(epoch=e, eval_success=0.1 + 0.2 * e, eval_reward=0.1 + 0.2 * e)
+        row.update(epoch=e, eval_success=0.1 + 0.2 * e, eval_reward=0.1 + 0.2 * e, eval_kl=0.01 * e)
         if e:
             row.update(train_pre_success=0.1 * e, train_post_success=0.15 * e, reflections=10 * e,
                        reflections_tagged=5 * e, retry_success=0.3, memory_adopted=e, samples_first=64,
