@@ -1,8 +1,8 @@
 """Make a throwaway copy of the project in a temporary Git + DVC repository with tiny settings."""
 from __future__ import annotations
 
+import copy
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +18,7 @@ TINY = {
     "sample": {"tasks_per_epoch": 6},
     "evaluate": {"samples_per_task": 1},
     "reflect": {"sampling": {"max_new_tokens": 12}},
+    "consolidate": {"skip_zero_advantage": False},  # keep every kind of sample even when no task succeeds
     "train": {"epochs": 2},
 }
 
@@ -42,17 +43,12 @@ def run(args, cwd, check=True, **kw):
 
 
 def make_project(dst: Path, overrides: dict | None = None) -> Path:
-    """Copy pipeline/, stages/ and params.yaml into ``dst``, apply TINY + overrides, generate dvc.yaml,
-    and make it a Git + DVC repository with one commit."""
-    for sub in ("pipeline", "stages"):
-        shutil.copytree(ROOT / sub, dst / sub, ignore=shutil.ignore_patterns("__pycache__"))
-    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), deep_update(dict(TINY), overrides or {}))
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run([sys.executable, "-m", "pipeline.dvcgen"], dst)
-    run(["git", "init", "-q"], dst)
-    run([sys.executable, "-m", "dvc", "init", "-q"], dst)
-    run(["git", "add", "-A"], dst)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dst)
+    """A Git + DVC copy of the project in ``dst`` (pipeline/, stages/, generated dvc.yaml, one commit) with
+    params.yaml + TINY + overrides: the same sandbox `erl bench` and `erl compare` run in."""
+    from pipeline.bench import make_copy
+
+    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), deep_update(copy.deepcopy(TINY), overrides or {}))
+    make_copy(dst, params)
     return dst
 
 

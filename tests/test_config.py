@@ -170,3 +170,12 @@ def test_scientific_notation_reals_accepted(tmp_path):
 def test_tasks_per_epoch_cannot_exceed_pool(tmp_path):
     msg = _error(tmp_path, {"env": {"n_train": 10}, "sample": {"tasks_per_epoch": 11}})
     assert "tasks_per_epoch" in msg
+
+
+def test_paper_preset_validates_and_matches_the_method_page():
+    p = load_params(Path(__file__).resolve().parent.parent / "params.paper.yaml")
+    assert p.policy.prompts == "paper" and p.policy.history == 0
+    assert p.sample.rollouts_per_task == {"erl": 4, "rlvr": 10}
+    assert (p.update.lr, p.update.clip_low, p.update.clip_high, p.update.dual_clip, p.update.kl_coef) == (1e-6, 0.2, 0.28, 3.0, 0.001)
+    assert (p.evaluate.sampling.temperature, p.evaluate.sampling.top_p, p.evaluate.sampling.top_k) == (0.7, 0.8, 20)
+    assert (p.env.frozenlake.min_size, p.env.frozenlake.max_size, p.env.frozenlake.budget) == (2, 9, 8)
