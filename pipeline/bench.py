@@ -75,6 +75,13 @@ def main(argv=None) -> int:
         print(f"overhead share: DVC {tot[1] / tot[0]:.1%}, process start-up {tot[2] / tot[0]:.1%}, "
               f"work {tot[3] / tot[0]:.1%}")
         t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, accelerate; from transformers import LlamaForCausalLM, "
+                        "AutoTokenizer, DynamicCache"], env=env, check=True)
+        imp = time.perf_counter() - t0
+        n_model = sum(1 for r in rows if not r[0].startswith(("feedback", "consolidate", "report")))
+        print(f"importing torch + transformers + accelerate: {imp:.1f} s per model stage, counted in 'work' above; "
+              f"x {n_model} model stages = {imp * n_model:.0f} s ({imp * n_model / tot[0]:.1%} of the total)")
+        t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=tmp, env=env, capture_output=True, check=True)
         print(f"no-op `dvc repro` of {len(rows)} stages: {time.perf_counter() - t0:.1f} s")
     finally:

@@ -135,7 +135,7 @@ def test_erl_train_end_to_end(prefect_server, fake_repo: Path):
     arts = read_artifacts(METRICS_ARTIFACT_KEY, state.state_details.flow_run_id)
     assert len(arts) == EPOCHS and all(a["type"] == "table" for a in arts)  # one version per epoch
     rows = json.loads(arts[0]["data"])  # newest first
-    assert rows == [{"epoch": 1, "accuracy": 0.6, "reward": 1}, {"epoch": 2, "accuracy": 0.7, "reward": 2}]
+    assert rows == [{"epoch": e, "accuracy": round(0.5 + 0.1 * e, 2), "reward": e} for e in range(0, EPOCHS + 1)]
     assert list(rows[0])[0] == "epoch"
     report = read_artifacts(REPORT_ARTIFACT_KEY, state.state_details.flow_run_id)
     assert len(report) == 1 and report[0]["type"] == "markdown" and "# ERL report" in report[0]["data"]
