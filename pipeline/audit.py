@@ -126,11 +126,26 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
+def _declared_outs(dvc_yaml: Path) -> set[str] | None:
+    import yaml
+
+    if not dvc_yaml.exists():
+        return None
+    outs = set()
+    for spec in ((yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages") or {}).values():
+        for o in spec.get("outs", []):
+            outs.add(o if isinstance(o, str) else next(iter(o)))
+    return outs
+
+
 def verify(root: Path, lock: Path | None) -> list[dict]:
     """Every mismatch between an artifact on disk and what was recorded about it. Empty list = all good."""
     problems: list[dict] = []
     base = root.parent
+    declared = _declared_outs(lock.parent / "dvc.yaml") if lock is not None else None
     for f in sorted(root.rglob("*.parquet")):
+        if declared is not None and f.relative_to(base).as_posix() not in declared:
+            continue  # left over from stages no longer in dvc.yaml (e.g. a run with more epochs): not checked
         try:
             meta = read_lineage(f)
         except Exception as exc:  # unreadable footer = tampered or truncated file
@@ -151,7 +166,12 @@ def verify(root: Path, lock: Path | None) -> list[dict]:
 
         data = yaml.safe_load(lock.read_text()) or {}
         cache = lock.parent / ".dvc" / "cache" / "files" / "md5"
+        dvc_yaml = lock.parent / "dvc.yaml"
+        # DVC keeps lock entries of stages that left dvc.yaml (fewer epochs): only current stages count.
+        current = set((yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})) if dvc_yaml.exists() else None
         for stage, spec in (data.get("stages") or {}).items():
+            if current is not None and stage not in current:
+                continue
             for out in spec.get("outs", []) + spec.get("deps", []):
                 p, md5 = lock.parent / out["path"], out.get("md5")
                 if md5 is None or out["path"] in ("pipeline",) or out["path"].startswith(("stages/", "pipeline/")):
@@ -178,7 +198,7 @@ def verify(root: Path, lock: Path | None) -> list[dict]:
     return unique
 
 
-def _short(v, width=60):
+def _short(v, width=90):
     if isinstance(v, float):
         return f"{v:.4g}"
     s = json.dumps(v, default=str) if isinstance(v, (list, dict)) else str(v)

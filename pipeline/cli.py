@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 STAGES = ("init", "sample", "feedback", "reflect", "retry", "consolidate", "update", "evaluate", "report")
@@ -25,6 +26,8 @@ The usual way to train is plain `dvc repro` (or `dvc exp run -S key=value`).
 
 
 def main(argv: list[str] | None = None) -> int:
+    if hasattr(signal, "SIGPIPE"):  # `erl audit ... | head` ends quietly, like any Unix tool
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: erl <command> [options]\n\n" + HELP)
