@@ -40,6 +40,21 @@ def make_copy(dst: Path, params: dict) -> None:
         subprocess.run(cmd, cwd=dst, check=True, env=env, capture_output=True)
 
 
+def sandbox_env(root: Path) -> dict:
+    """Environment for running stages in a sandbox copy: offline, its code first, this interpreter's tools."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONPATH=str(root))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def repro_one(name: str, root: Path, env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    """`dvc repro --single-item <name>` in ``root``; the finished process and its wall seconds."""
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", name], cwd=root, env=env,
+                         capture_output=True, text=True)
+    return res, time.perf_counter() - t0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="erl bench", description=__doc__)
     ap.add_argument("--params", default="params.yaml", help="parameters to run with (default: params.yaml)")
@@ -51,17 +66,13 @@ def main(argv=None) -> int:
         params.setdefault("train", {})["epochs"] = args.epochs
     epochs = load_params(args.params).train.epochs if args.epochs is None else args.epochs
     tmp = Path(tempfile.mkdtemp(prefix="erl-bench-"))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONPATH=str(tmp))
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = sandbox_env(tmp)
     try:
         make_copy(tmp, params)
         rows = []
         print(f"{'stage':<16}{'wall s':>9}{'dvc s':>9}{'start-up s':>12}{'work s':>9}", flush=True)
         for name in stage_order(epochs):
-            t0 = time.perf_counter()
-            res = subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", name], cwd=tmp, env=env,
-                                 capture_output=True, text=True)
-            wall = time.perf_counter() - t0
+            res, wall = repro_one(name, tmp, env)
             if res.returncode != 0:
                 print(res.stdout[-3000:], res.stderr[-3000:], file=sys.stderr)
                 print(f"error: stage {name} failed", file=sys.stderr)

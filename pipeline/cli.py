@@ -2,7 +2,6 @@
 and the benchmark. `erl <command> --help` explains each."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import signal
 import sys

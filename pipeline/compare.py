@@ -15,10 +15,8 @@ import base64
 import csv
 import html
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import dag
-from pipeline.bench import make_copy, stage_order
+from pipeline.bench import make_copy, repro_one, sandbox_env, stage_order
 from pipeline.config import ParamsError, load_params
 
 ARMS: dict[str, dict] = {
@@ -48,14 +46,12 @@ def _merge(base: dict, over: dict) -> dict:
 def run_arm(params: dict, epochs: int, log) -> list[dict]:
     """One full run in a temporary project; returns per-epoch metrics with cumulative wall-clock seconds."""
     tmp = Path(tempfile.mkdtemp(prefix="erl-compare-"))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONPATH=str(tmp))
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = sandbox_env(tmp)
     try:
         make_copy(tmp, params)
         t_start, clock = time.perf_counter(), {}
         for name in stage_order(epochs):
-            res = subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", name], cwd=tmp, env=env,
-                                 capture_output=True, text=True)
+            res, _ = repro_one(name, tmp, env)
             if res.returncode != 0:
                 raise RuntimeError(f"stage {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
             if name.startswith("evaluate_e"):

@@ -11,11 +11,6 @@ def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor
     return torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
 
 
-def token_entropy(model_logits: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(model_logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
 def ppo_clip(logp, old_logp, adv, clip_low: float, clip_high: float, dual_clip: float):
     """Per-token policy loss and whether the token was clipped. ``adv`` broadcasts over tokens."""
     ratio = torch.exp(logp - old_logp)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 from pathlib import Path
 
@@ -40,12 +39,18 @@ def _series(rows, key):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def plot_success(rows, path: Path, title: str) -> None:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on these machines)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_success(rows, path: Path, title: str) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for key, label in [("eval_success", "held-out (first attempt)"), ("train_pre_success", "training, before reflection"),
                        ("train_post_success", "training, after reflection")]:
@@ -64,11 +69,7 @@ def plot_success(rows, path: Path, title: str) -> None:
 
 
 def plot_training(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, keys, ylabel in [
         (axes[0], [("reflections", "generated"), ("memory_adopted", "adopted into memory")], "reflections"),

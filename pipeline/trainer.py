@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline.config import UpdateParams
-from pipeline.losses import k3_kl, ppo_clip
+from pipeline.losses import k3_kl, ppo_clip, token_logprobs
 
 
 @dataclass
@@ -56,8 +56,6 @@ def _chunks(segs: list[Segment], max_tokens: int):
 
 
 def _logprobs(model, segs, pad_id, device):
-    from pipeline.losses import token_logprobs
-
     ids, attn, mask = _batch(segs, pad_id, device)
     return token_logprobs(model, ids, attn), mask
 
