@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    """log p(ids[:, t+1] | ids[:, :t+1]) for every position: shape [B, L-1]."""
+def token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor | None = None) -> torch.Tensor:
+    """log p(ids[:, t+1] | ids[:, :t+1]) for every position: shape [B, L-1]. Right-padded batches need no
+    ``attn`` (causal attention never looks ahead at the pads)."""
     logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1, :].float()
     return torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
 

@@ -87,7 +87,7 @@ def warm_start(model, tok, examples: list[Example], p: TinyParams, seed: int) ->
         for r, (a, b) in enumerate(batch):
             ids[r, : len(a) + len(b)] = torch.tensor(a + b)
             labels[r, len(a) : len(a) + len(b)] = torch.tensor(b)
-        loss = model(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(), labels=labels).loss
+        loss = model(input_ids=ids, labels=labels).loss  # right padding: causal attention never sees the pads
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -9,6 +9,7 @@ import torch
 from accelerate import Accelerator
 
 from pipeline.config import TinyParams, UpdateParams
+from pipeline.losses import token_logprobs
 from pipeline.trainer import Segment, _batch, load_optimizer, save_optimizer, segment_logprobs, segments_of, train_epoch
 from pipeline.tiny import build_model, build_tokenizer
 
@@ -22,11 +23,22 @@ def tiny():
 
 def test_mask_covers_only_response_tokens():
     segs = [Segment(0, [10, 11, 12, 13, 14], start=3), Segment(1, [20, 21, 22], start=1)]
-    ids, attn, mask = _batch(segs, pad_id=0, device="cpu")
+    ids, mask = _batch(segs, pad_id=0, device="cpu")
     # position t predicts token t+1: responses 13,14 are predicted from positions 2,3
     assert mask[0].tolist() == [0, 0, 1, 1]
     assert mask[1].tolist() == [1, 1, 0, 0]
-    assert attn[1].tolist() == [1, 1, 1, 0, 0]
+    assert ids[1].tolist() == [20, 21, 22, 0, 0]
+
+
+def test_right_padding_needs_no_attention_mask(tiny):
+    """The mask-free batch gives a short sequence the same log-probs as running it alone."""
+    tok, model = tiny
+    short, long_ = [3, 4, 5], [3, 4, 5, 6, 7, 8, 9]
+    ids, _ = _batch([Segment(0, long_, 1), Segment(1, short, 1)], pad_id=0, device="cpu")
+    with torch.no_grad():
+        batched = token_logprobs(model, ids)[1, : len(short) - 1]
+        alone = token_logprobs(model, torch.tensor([short]))[0]
+    assert torch.allclose(batched, alone, atol=1e-5)
 
 
 def test_segments_one_per_turn():
