@@ -49,6 +49,8 @@ class FrozenLakeParams(_Strict):
     budget: int = Field(8, ge=1, description="steps per episode")
     pad_to: int | None = Field(None, ge=2, description="render boards padded to this side with X (tiny model)")
     row_numbers: bool = Field(False, description="prefix each board row with its index")
+    coords: bool = Field(False, description="add a line with the coordinates of A and B (encoding choice)")
+    near: bool = Field(False, description="add a line naming the symbol next to A in each direction (encoding choice)")
 
     @model_validator(mode="after")
     def _ranges(self):
@@ -125,6 +127,9 @@ class ReflectParams(_Strict):
 
 class RetryParams(_Strict):
     sampling: Sampling = Sampling(temperature=1.0, max_new_tokens=8)
+    control: bool = Field(
+        True, description="also replay every failed task once under s0 alone (no reflection, no feedback), never "
+        "trained: the plain second try a reflection must beat (retries.control_success)")
 
 
 class ConsolidateParams(_Strict):

@@ -125,6 +125,14 @@ def test_render_pad_and_row_numbers():
     assert env.render(env.reset(TASK)) == "A D C X\nD C D X\nD D B X\nX X X X"
 
 
+def test_render_coords_and_near_restate_the_board():
+    env = FrozenLake(max_size=4, pad_to=4, row_numbers=True, coords=True, near=True)
+    board = "0 A D C X\n1 D C D X\n2 D D B X\n3 X X X X"
+    assert env.render(env.reset(TASK)) == board + "\nA 0 0 B 2 2\nnear : left X down D right D up X"
+    state, _ = play(env, TASK, [blk("right")])
+    assert env.render(state).splitlines()[-2:] == ["A 0 1 B 2 2", "near : left D down C right C up X"]
+
+
 def test_agent_drawn_on_hole_and_goal():
     env = FrozenLake()
     state, trace = play(env, TASK, [blk("right"), blk("right")])

@@ -117,6 +117,8 @@ class FrozenLake:
         min_optimal: int = 1,
         pad_to: int | None = None,
         row_numbers: bool = False,
+        coords: bool = False,
+        near: bool = False,
         sep: str = " ",
     ) -> None:
         if not 2 <= min_size <= max_size:
@@ -136,6 +138,7 @@ class FrozenLake:
         if self.min_optimal > self.max_optimal:
             raise ValueError(f"min_optimal ({min_optimal}) > max optimal length ({self.max_optimal})")
         self.pad_to, self.row_numbers, self.sep = pad_to, row_numbers, sep
+        self.coords, self.near = coords, near
 
     # ---- tasks -------------------------------------------------------------------------------------------
 
@@ -203,6 +206,14 @@ class FrozenLake:
                     row.append(HOLE if spec["grid"][r][c] == HOLE else FROZEN)
             line = self.sep.join(row)
             lines.append(f"{r} {line}" if self.row_numbers else line)
+        # Encoding options for small models: the same visible information, restated. Neither says what a
+        # symbol means or which move is good.
+        if self.coords:
+            (ar, ac), (gr, gc) = state.pos, goal
+            lines.append(f"{AGENT} {ar} {ac} {GOAL} {gr} {gc}")
+        if self.near:
+            r, c = state.pos
+            lines.append("near : " + " ".join(f"{a} {_cell(state, r + dr, c + dc)}" for a, (dr, dc) in MOVES.items()))
         return "\n".join(lines)
 
     def step(self, state: FrozenLakeState, reply: str) -> tuple[FrozenLakeState, Step]:
