@@ -88,6 +88,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("reward", pa.float64()),
             ("success", pa.bool_()),
             ("outcome", _str),
+            ("control_reward", pa.float64()),  # a plain second try under s0 (retry.control; null when off)
+            ("control_success", pa.bool_()),
         ]
     ),
     "samples": pa.schema(

@@ -9,6 +9,7 @@ train_post_success  training success after reflection: a first-attempt success c
 reflections         reflections generated this epoch
 reflections_tagged  of which with a <prompt>...</prompt> block
 retry_success       success rate of second attempts
+retry_control_success  success rate of plain second tries under s0 on the same failed tasks (retry.control)
 memory_adopted      reflections that became a memory version this epoch
 samples_<kind>      training samples of each kind
 update_loss         mean loss per optimizer step (per-sample sum over tokens, mean over samples)
@@ -42,6 +43,7 @@ def train_metrics(feedback, reflections, retries, memory, samples, steps, epoch:
         "reflections": len(reflections),
         "reflections_tagged": sum(bool(r["has_tag"]) for r in reflections),
         "retry_success": _mean(float(r["success"]) for r in retries),
+        "retry_control_success": _mean(float(r["control_success"]) for r in retries if r.get("control_success") is not None),
         "memory_adopted": sum(1 for m in memory if m["epoch"] == epoch),
         **{f"samples_{k}": kinds.get(k, 0) for k in ("first", "reflection", "second", "distilled")},
         "update_loss": _mean(s["loss"] for s in steps),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 COLUMNS = [
     "epoch", "eval_success", "eval_reward", "eval_kl", "train_pre_success", "train_post_success", "reflections",
-    "reflections_tagged", "retry_success", "memory_adopted", "samples_first", "samples_reflection", "samples_second",
+    "reflections_tagged", "retry_success", "retry_control_success", "memory_adopted", "samples_first", "samples_reflection", "samples_second",
     "samples_distilled", "update_loss", "update_kl", "update_kl_first", "grad_norm",
 ]
 
@@ -52,11 +52,14 @@ def _pyplot():
 def plot_success(rows, path: Path, title: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for key, label in [("eval_success", "held-out (first attempt)"), ("train_pre_success", "training, before reflection"),
-                       ("train_post_success", "training, after reflection")]:
+    for key, label, style in [("eval_success", "held-out (first attempt)", "-"),
+                              ("train_pre_success", "training, before reflection", "-"),
+                              ("train_post_success", "training, after reflection", "-"),
+                              ("retry_success", "failed tasks: retry with reflection", "--"),
+                              ("retry_control_success", "failed tasks: plain retry under s0", ":")]:
         x, y = _series(rows, key)
         if x:
-            ax.plot(x, y, marker="o", label=label)
+            ax.plot(x, y, style, marker="o", label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel("success rate")
     ax.set_ylim(-0.02, 1.02)
@@ -101,8 +104,8 @@ def markdown_table(rows, keys) -> str:
     return "\n".join(out)
 
 
-TABLE_KEYS = ["epoch", "eval_success", "train_pre_success", "train_post_success", "reflections", "memory_adopted",
-              "update_loss", "eval_kl"]
+TABLE_KEYS = ["epoch", "eval_success", "train_pre_success", "train_post_success", "retry_success",
+              "retry_control_success", "reflections", "memory_adopted", "update_loss", "eval_kl"]
 
 
 def write_report(rows: list[dict], out_dir: Path, run: dict, top_reflections: list[dict]) -> dict:

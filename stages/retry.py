@@ -1,7 +1,8 @@
 """retry: second attempts. Each failed task is attempted again with its reflection as the system prompt
 (s0 replaced, format reminder re-appended); in the no-reflection ablation with s0 + a generic instruction
-+ the raw attempt summary. Each turn is also re-encoded under s0 for the distilled sample. RLVR writes an
-empty table.
++ the raw attempt summary. Each turn is also re-encoded under s0 for the distilled sample. With
+retry.control, every failed task is also replayed once under s0 alone (no reflection, no feedback; never
+trained), so the gain a reflection brings over a plain second try is measured. RLVR writes an empty table.
 
   python -m stages.retry --epoch 1
 
@@ -55,14 +56,22 @@ def main(argv=None) -> None:
             run_episodes(engine, tok, env, episodes, p.retry.sampling, p.policy.history, p.policy.max_prompt_tokens,
                          budget, desc=f"retry e{e}")
             s0 = PROMPTS[p.policy.prompts].system
-            for (f, refl_id, _), ep in zip(todo, episodes):
+            controls: list = [None] * len(todo)
+            if p.retry.control:  # the same failed tasks, replayed under s0 alone: what a reflection must beat
+                controls = [Episode(f"{ep.rollout_id}-control", ep.task, s0, derive_seed(p.seed, e, "control", ep.rollout_id))
+                            for ep in episodes]
+                run_episodes(engine, tok, env, controls, p.retry.sampling, p.policy.history, p.policy.max_prompt_tokens,
+                             budget, desc=f"control e{e}")
+            for (f, refl_id, _), ep, ctl in zip(todo, episodes, controls):
                 trace = ep.trace(budget)
                 r = env.reward(trace)
+                c = env.reward(ctl.trace(budget)) if ctl is not None else None
                 rows.append({
                     "retry_id": ep.rollout_id, "rollout_id": f["rollout_id"], "reflection_id": refl_id,
                     "task_id": f["task_id"], "epoch": e, **episode_columns(ep),
                     "distill_prompt_ids": replay_prompts(tok, ep, s0, p.policy.history, p.policy.max_prompt_tokens),
                     "reward": r, "success": r >= p.consolidate.tau, "outcome": outcome(trace),
+                    "control_reward": c, "control_success": None if c is None else c >= p.consolidate.tau,
                 })
         write_table("retries", rows, ctx.path("retries"), ctx.lineage(inputs, KEYS, policy=ctx.policy(e - 1)))
         n_ok = sum(r["success"] for r in rows)

@@ -11,7 +11,8 @@ EPOCH = 3
 def _rows():
     feedback = [{"rollout_id": r, "success": ok} for r, ok in [("a", True), ("b", False), ("c", False), ("d", False)]]
     reflections = [{"reflection_id": f"{r}/f", "has_tag": tag} for r, tag in [("b", True), ("c", False), ("d", True)]]
-    retries = [{"rollout_id": r, "success": ok} for r, ok in [("b", True), ("c", False), ("d", True)]]
+    retries = [{"rollout_id": r, "success": ok, "control_success": ctl}
+               for r, ok, ctl in [("b", True, False), ("c", False, False), ("d", True, True)]]
     memory = [{"version": 1, "epoch": 1}, {"version": 2, "epoch": 2}, {"version": 3, "epoch": EPOCH},
               {"version": 4, "epoch": EPOCH}]
     samples = [{"kind": k} for k in ["first"] * 4 + ["reflection"] * 3 + ["second"] * 3 + ["distilled"] * 2]
@@ -25,6 +26,7 @@ def test_train_metrics():
     assert m["train_post_success"] == 0.75  # a (first) + b, d (retries)
     assert m["reflections"] == 3 and m["reflections_tagged"] == 2
     assert m["retry_success"] == pytest.approx(2 / 3)
+    assert m["retry_control_success"] == pytest.approx(1 / 3)  # the plain s0 retries of the same failed tasks
     assert m["memory_adopted"] == 2  # versions 3 and 4 only
     assert (m["samples_first"], m["samples_reflection"], m["samples_second"], m["samples_distilled"]) == (4, 3, 3, 2)
     assert m["update_loss"] == 2.0 and m["update_kl"] == pytest.approx(0.03) and m["update_kl_first"] == pytest.approx(0.01) and m["grad_norm"] == 3.0
@@ -42,6 +44,7 @@ def test_rlvr_like_epoch_and_empty_tables():
     m = train_metrics(feedback, [], [], [], [], [], epoch=1)
     assert m["train_pre_success"] == m["train_post_success"] == 0.5
     assert m["reflections"] == 0 and m["retry_success"] is None and m["memory_adopted"] == 0
+    assert m["retry_control_success"] is None
     assert m["update_loss"] is None and m["samples_first"] == 0
 
 
