@@ -17,6 +17,7 @@ import html
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,17 +44,24 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def run_arm(params: dict, epochs: int, log) -> list[dict]:
-    """One full run in a temporary project; returns per-epoch metrics with cumulative wall-clock seconds."""
+def run_arm(params: dict, epochs: int, log, cache_dir: Path | None = None) -> list[dict]:
+    """One full run in a temporary project; returns per-epoch metrics with the wall-clock seconds of training
+    (from the end of the epoch-0 evaluation). With ``cache_dir`` the runs share one DVC cache, so DVC's run
+    cache restores `init` and `evaluate_e0` (identical for every arm of a seed) instead of rerunning them."""
     tmp = Path(tempfile.mkdtemp(prefix="erl-compare-"))
     env = sandbox_env(tmp)
     try:
         make_copy(tmp, params)
+        if cache_dir is not None:
+            subprocess.run([sys.executable, "-m", "dvc", "config", "--local", "cache.dir", str(cache_dir)], cwd=tmp,
+                           env=env, check=True, capture_output=True)
         t_start, clock = time.perf_counter(), {}
         for name in stage_order(epochs):
             res, _ = repro_one(name, tmp, env)
             if res.returncode != 0:
                 raise RuntimeError(f"stage {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+            if name == dag.stage_name("evaluate", 0):
+                t_start = time.perf_counter()
             if name.startswith("evaluate_e"):
                 e = int(name.rsplit("_e", 1)[1])
                 clock[e] = time.perf_counter() - t_start
@@ -96,7 +104,7 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
         f"numbers are held-out first-attempt success after the last epoch, mean ± sample std over seeds.", "",
         "| model | task | " + " | ".join(arms) + " |", "|---|---|" + "---|" * len(arms),
         f"| {meta['model']} | {meta['env']} | " + " | ".join(cell(summary[a]["final"]) for a in arms) + " |", "",
-        "| arm | untrained | final | final by seed | train pre-reflection | train post-reflection | memory adopted | wall s |",
+        "| arm | untrained | final | final by seed | train pre-reflection | train post-reflection | memory adopted | training wall s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for a in arms:
@@ -160,11 +168,15 @@ def main(argv=None) -> int:
         base = _merge(base, {"train": {"epochs": args.epochs}})
     epochs = int((base.get("train") or {}).get("epochs", load_params(args.params).train.epochs))
     results: dict[tuple[str, int], list[dict]] = {}
-    for arm in args.arms:
+    cache = Path(tempfile.mkdtemp(prefix="erl-compare-cache-"))
+    try:
         for seed in range(args.seeds):
-            print(f"[compare] {arm} seed {seed} ({epochs} epochs)", file=sys.stderr, flush=True)
-            params = _merge(base, {**ARMS[arm], "seed": seed})
-            results[(arm, seed)] = run_arm(params, epochs, lambda m: print(m, file=sys.stderr, flush=True))
+            for arm in args.arms:
+                print(f"[compare] {arm} seed {seed} ({epochs} epochs)", file=sys.stderr, flush=True)
+                params = _merge(base, {**ARMS[arm], "seed": seed})
+                results[(arm, seed)] = run_arm(params, epochs, lambda m: print(m, file=sys.stderr, flush=True), cache)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "compare.csv", "w", newline="") as f:
