@@ -17,12 +17,20 @@ class Example:
     kind: str
 
 
+def random_reply(env: Env, state, rng: random.Random) -> str:
+    """A well-formed reply with a uniformly random action: the environment's own ``random_reply`` when it has
+    one (tool-use environments), else one of ``env.actions`` in a ``` block."""
+    if hasattr(env, "random_reply"):
+        return env.random_reply(state, rng)
+    return f"```{rng.choice(env.actions)}```"
+
+
 def random_play(env: Env, task: Task, rng: random.Random, max_moves: int):
     """States visited by uniformly random actions (stopping before the episode ends), with the trace."""
     state = env.reset(task)
     states, trace = [(state, None)], Trace(budget=max_moves)
     for _ in range(rng.randint(0, max_moves)):
-        nxt, step = env.step(state, f"```{rng.choice(env.actions)}```")
+        nxt, step = env.step(state, random_reply(env, state, rng))
         trace.steps.append(step)
         if step.done:
             break
@@ -56,7 +64,7 @@ def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, see
             cell = f" last {rng.randrange(5)} {rng.randrange(5)}" if prompts.compact_summary and rng.random() < 0.5 else ""
             system = retry_system(prompts, prompts.system + cell)
         msgs = [{"role": "system", "content": system}, {"role": "user", "content": env.message(state, last)}]
-        out.append(Example(msgs, f"```{rng.choice(env.actions)}```", "format"))
+        out.append(Example(msgs, random_reply(env, state, rng), "format"))
     return out
 
 
@@ -81,8 +89,11 @@ def reading_examples(env: Env, tasks: list[Task], n: int, seed: int) -> list[Exa
 def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, n_plays: int = 300) -> list[str]:
     """Text covering everything the embedded tokenizer must spell: prompts, boards, messages, feedback."""
     rng = random.Random(f"{seed}:vocab")
-    texts = [v for v in vars(prompts).values() if isinstance(v, str)] + ["<prompt> </prompt> ``` " + " ".join(env.actions)]
+    texts = [v for v in vars(prompts).values() if isinstance(v, str)]
+    texts += ["<prompt> </prompt> ``` " + " ".join(getattr(env, "actions", ()))]
     texts += reading_vocabulary(env)
+    if hasattr(env, "vocabulary"):  # every word the environment can show (a knowledge base, questions, ...)
+        texts += env.vocabulary(tasks)
     texts += [str(i) for i in range(100)]
     for _ in range(n_plays):
         task = rng.choice(tasks)
