@@ -63,11 +63,54 @@ class FrozenLakeParams(_Strict):
         return self
 
 
+class SokobanParams(_Strict):
+    min_size: int = Field(6, ge=4, le=12, description="smallest board side (border wall included)")
+    max_size: int = Field(8, ge=4, le=12, description="largest board side (border wall included)")
+    boxes: int = Field(1, ge=1, le=4, description="boxes (and goals) per layout")
+    budget: int = Field(8, ge=1, description="moves per episode; layouts are kept only if solvable within it")
+    pad_to: int | None = Field(None, ge=4, description="render boards padded to this side with X (tiny model)")
+    row_numbers: bool = Field(False, description="prefix each board row with its index")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        if self.min_size > self.max_size:
+            raise ValueError("min_size must be <= max_size")
+        if (self.min_size - 2) ** 2 < 2 * self.boxes + 1:
+            raise ValueError("min_size leaves too few floor cells for the boxes, their goals and the player")
+        if self.pad_to is not None and self.pad_to < self.max_size:
+            raise ValueError("pad_to must be >= max_size")
+        return self
+
+
+class QAParams(_Strict):
+    """Tool-use QA: multi-hop questions, a local search tool (SQLite FTS5, bm25), answers in \\boxed{}."""
+
+    budget: int = Field(5, ge=1, description="turns per episode (searches and the answer)")
+    top_k: int = Field(5, ge=1, le=50, description="passages a search returns")
+    hotpot_path: str | None = Field(
+        None, min_length=1, description="HotpotQA-format JSON file (corpus = its context paragraphs); "
+        "None = the generated knowledge base")
+    kb_people: int = Field(1500, ge=1, le=100000, description="people in the generated knowledge base (2 questions each)")
+    kb_cities: int = Field(40, ge=2, le=10000)
+    kb_companies: int = Field(20, ge=2, le=10000)
+    kb_countries: int = Field(8, ge=1, le=10000)
+    kb_test_share: Real = Field(0.2, gt=0.0, lt=1.0, description="share of cities and companies that bridge test questions only")
+
+    @model_validator(mode="after")
+    def _held_out(self):
+        for key, n in (("kb_cities", self.kb_cities), ("kb_companies", self.kb_companies)):
+            if not 1 <= round(self.kb_test_share * n) < n:
+                raise ValueError(f"kb_test_share must hold out at least one and not all of {key} ({n})")
+        return self
+
+
 class EnvParams(_Strict):
-    name: Literal["frozenlake"] = "frozenlake"
+    name: Literal["frozenlake", "sokoban", "qa"] = "frozenlake"
     n_train: int = Field(2000, ge=1, description="training task pool size")
     n_test: int = Field(100, ge=1, description="held-out task set size")
     frozenlake: FrozenLakeParams = FrozenLakeParams()
+    sokoban: SokobanParams = SokobanParams()
+    qa: QAParams = QAParams()
 
 
 class TinyParams(_Strict):

@@ -25,6 +25,11 @@ def policy_dir(epoch: int, root: Path = ARTIFACTS) -> Path:
     return epoch_dir(epoch, root) / "policy"
 
 
+def qa_index_path(root: Path = ARTIFACTS) -> Path:
+    """The QA environment's search index (SQLite FTS5), built by init when ``env.name`` is ``qa``."""
+    return epoch_dir(0, root) / "qa_index.sqlite"
+
+
 def metrics_path(epoch: int, root: Path = ARTIFACTS) -> Path:
     return epoch_dir(epoch, root) / "metrics.json"
 

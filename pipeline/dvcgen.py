@@ -3,7 +3,10 @@
 test) fail when dvc.yaml is out of step with params.yaml.
 
 Each stage depends on its own script, the pipeline/ package, the files it reads and the params sections
-it reads (each stage module's KEYS), so `dvc repro` reruns exactly what a change affects.
+it reads (each stage module's KEYS), so `dvc repro` reruns exactly what a change affects. The graph depends
+on ``train.epochs`` and, for environments with files of their own, on ``env.name``: with ``qa`` init also
+writes the search index (and reads ``env.qa.hotpot_path`` when set), and the stages that step the environment
+depend on the index.
 """
 from __future__ import annotations
 
@@ -42,13 +45,26 @@ def _stage(stage: str, epoch: int | None, deps: list[Path], outs: list[Path], me
     return spec
 
 
-def build(epochs: int) -> dict:
+def _env_files(params) -> tuple[list[Path], list[Path], list[Path]]:
+    """(extra init deps, extra init outs, extra deps of the stages that step the environment) of the
+    environment ``params`` names; none for the grid games."""
+    if params is None or params.env.name != "qa":
+        return [], [], []
+    index = dag.qa_index_path()
+    data = [Path(params.env.qa.hotpot_path)] if params.env.qa.hotpot_path else []
+    return data, [index], [index]
+
+
+def build(epochs: int, params=None) -> dict:
+    """The stages of ``epochs`` epochs; ``params`` (a config.Params) adds the files of its environment."""
     init = dag.epoch_dir(0)
     tr, te = init / "tasks_train.parquet", init / "tasks_test.parquet"
+    init_deps, init_outs, env_deps = _env_files(params)
     stages = {
-        "init": _stage("init", None, [], [tr, te, init / "memory.parquet", dag.policy_dir(0), init / "init.json"]),
+        "init": _stage("init", None, init_deps,
+                       [tr, te, init / "memory.parquet", dag.policy_dir(0), init / "init.json"] + init_outs),
         dag.stage_name("evaluate", 0): _stage(
-            "evaluate", 0, [dag.policy_dir(0), te], [init / "eval.parquet"], [dag.metrics_path(0)]
+            "evaluate", 0, [dag.policy_dir(0), te] + env_deps, [init / "eval.parquet"], [dag.metrics_path(0)]
         ),
     }
     for e in range(1, epochs + 1):
@@ -56,10 +72,10 @@ def build(epochs: int) -> dict:
         t = {n: d / f"{n}.parquet" for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory",
                                                "updates", "steps", "eval")}
         prev_pol, pol, prev_mem = dag.policy_dir(e - 1), dag.policy_dir(e), dag.epoch_dir(e - 1) / "memory.parquet"
-        stages[dag.stage_name("sample", e)] = _stage("sample", e, [prev_pol, tr], [t["attempts"]])
+        stages[dag.stage_name("sample", e)] = _stage("sample", e, [prev_pol, tr] + env_deps, [t["attempts"]])
         stages[dag.stage_name("feedback", e)] = _stage("feedback", e, [t["attempts"]], [t["feedback"]])
         stages[dag.stage_name("reflect", e)] = _stage("reflect", e, [prev_pol, t["feedback"], prev_mem], [t["reflections"]])
-        stages[dag.stage_name("retry", e)] = _stage("retry", e, [prev_pol, tr, t["feedback"], t["reflections"]],
+        stages[dag.stage_name("retry", e)] = _stage("retry", e, [prev_pol, tr, t["feedback"], t["reflections"]] + env_deps,
                                                    [t["retries"]])
         stages[dag.stage_name("consolidate", e)] = _stage(
             "consolidate", e, [t["attempts"], t["feedback"], t["reflections"], t["retries"], prev_mem],
@@ -69,7 +85,8 @@ def build(epochs: int) -> dict:
                                                     [pol, t["updates"], t["steps"]])
         stages[dag.stage_name("evaluate", e)] = _stage(
             "evaluate", e,
-            [pol, dag.policy_dir(0), te] + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")],
+            [pol, dag.policy_dir(0), te] + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")]
+            + env_deps,
             [t["eval"]], [dag.metrics_path(e)],
         )
     report = _stage(
@@ -92,8 +109,8 @@ def build(epochs: int) -> dict:
     return {"stages": stages, "plots": plots}
 
 
-def render(epochs: int) -> str:
-    return HEADER + yaml.safe_dump(build(epochs), sort_keys=False, width=120)
+def render(epochs: int, params=None) -> str:
+    return HEADER + yaml.safe_dump(build(epochs, params), sort_keys=False, width=120)
 
 
 def main(argv=None) -> int:
@@ -103,19 +120,20 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if the file differs from what params.yaml gives")
     args = ap.parse_args(argv)
     try:
-        epochs = load_params(args.params).train.epochs
+        params = load_params(args.params)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    text, out = render(epochs), Path(args.out)
+    epochs, what = params.train.epochs, f"train.epochs={params.train.epochs}, env.name={params.env.name}"
+    text, out = render(epochs, params), Path(args.out)
     if args.check:
         if not out.exists() or out.read_text() != text:
-            print(f"{out} is out of step with {args.params} (train.epochs={epochs}); run `erl dvc-yaml`", file=sys.stderr)
+            print(f"{out} is out of step with {args.params} ({what}); run `erl dvc-yaml`", file=sys.stderr)
             return 1
-        print(f"{out} matches {args.params} (train.epochs={epochs})")
+        print(f"{out} matches {args.params} ({what})")
         return 0
     out.write_text(text)
-    print(f"wrote {out} for train.epochs={epochs}")
+    print(f"wrote {out} for {what}")
     return 0
 
 

@@ -15,7 +15,7 @@ from pipeline.artifacts import read_rows, write_json, write_table
 from pipeline.envs import budget_of, make_env
 from pipeline.episodes import outcome, task_from_row
 from pipeline.metrics import eval_metrics, train_metrics
-from pipeline.prompts import PROMPTS
+from pipeline.prompts import prompt_set
 from pipeline.seeding import derive_seed
 
 log = logging.getLogger("erl")
@@ -43,10 +43,10 @@ def main(argv=None) -> None:
         from pipeline.rollout import Episode, run_episodes
 
         p, e = ctx.params, ctx.epoch
-        env, budget = make_env(p.env), budget_of(p.env)
+        env, budget = make_env(p.env, ctx.root), budget_of(p.env)
         tasks = [task_from_row(t) for t in read_rows("tasks", ctx.tasks_test)]
         engine, tok = load_policy(p, ctx.policy(e))
-        s0 = PROMPTS[p.policy.prompts].system
+        s0 = prompt_set(p.policy.prompts, p.env.name).system
         episodes = [
             Episode(f"e{e}-{t.task_id}-eval{k}", t, s0, derive_seed(p.seed, e, "evaluate", t.task_id, k))
             for t in tasks for k in range(p.evaluate.samples_per_task)

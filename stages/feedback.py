@@ -14,7 +14,7 @@ from pipeline.advantages import grpo
 from pipeline.artifacts import read_rows, write_table
 from pipeline.envs import budget_of, make_env
 from pipeline.episodes import outcome, trace_from_row
-from pipeline.prompts import PROMPTS
+from pipeline.prompts import prompt_set
 
 log = logging.getLogger("erl")
 KEYS = ("env", "policy.prompts", "consolidate.tau")
@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     with stagekit.stage_errors("feedback"):
         p, e = ctx.params, ctx.epoch
         env, budget = make_env(p.env), budget_of(p.env)
-        compact = PROMPTS[p.policy.prompts].compact_summary
+        compact = prompt_set(p.policy.prompts, p.env.name).compact_summary
         attempts = read_rows("attempts", ctx.path("attempts"))
         rows = []
         for a in attempts:

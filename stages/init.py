@@ -5,7 +5,8 @@ the empty memory table.
   python -m stages.init --params p.yaml  # policy.model: a local HF directory or hub id is copied in
 
 Outputs: artifacts/init/{tasks_train,tasks_test,memory}.parquet, artifacts/init/policy/ (an HF model dir),
-artifacts/init/init.json (warm-start loss curve and timings).
+artifacts/init/init.json (warm-start loss curve and timings); with env.name: qa also the search index
+artifacts/init/qa_index.sqlite, which later stages open read-only.
 """
 from __future__ import annotations
 
@@ -13,17 +14,17 @@ import json
 import logging
 import time
 
-from pipeline import stagekit
+from pipeline import dag, stagekit
 from pipeline.artifacts import sha256_dir, write_json, write_table
 from pipeline.envs import make_env
-from pipeline.prompts import PROMPTS
+from pipeline.prompts import prompt_set
 
 log = logging.getLogger("erl")
 KEYS = ("seed", "env", "policy")
 
 
-def make_tasks(params):
-    env = make_env(params.env)
+def make_tasks(params, artifacts=dag.ARTIFACTS):
+    env = make_env(params.env, artifacts)
     train = env.generate("train", params.env.n_train, params.seed)
     keys = {env.map_key(t) for t in train}
     test = env.generate("test", params.env.n_test, params.seed, exclude=keys)
@@ -57,7 +58,7 @@ def build_policy(params, env, train, out):
         model, tok = load_causal_lm(params.policy.model, params.policy.dtype, device="cpu")
         tiny.save_policy(model, tok, out)
         return {"model": params.policy.model, "warmstart": []}
-    prompts = PROMPTS[params.policy.prompts]
+    prompts = prompt_set(params.policy.prompts, params.env.name)
     tp = params.policy.tiny
     tok = tiny.build_tokenizer(warmstart.corpus_texts(env, prompts, train, params.seed))
     model = tiny.build_model(tok, tp, params.seed)
@@ -78,8 +79,10 @@ def main(argv=None) -> None:
     ctx = stagekit.parse("init", __doc__, needs_epoch=False, argv=argv)
     with stagekit.stage_errors("init"):
         params = ctx.params
-        env, train, test = make_tasks(params)
+        env, train, test = make_tasks(params, ctx.root)
         log.info("tasks: %d train, %d test", len(train), len(test))
+        if params.env.name == "qa":  # the search tool's index: the warm start below already searches
+            log.info("search index: %d passages", env.build_index(params.seed))
         lineage = ctx.lineage([], KEYS)
         write_table("tasks", task_rows(env, train), ctx.tasks_train, lineage)
         write_table("tasks", task_rows(env, test), ctx.tasks_test, lineage)

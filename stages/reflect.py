@@ -14,11 +14,11 @@ import logging
 from pipeline import stagekit
 from pipeline.artifacts import read_rows, write_table
 from pipeline.memory import latest
-from pipeline.prompts import PROMPTS, parse_reflection, reflector_messages
+from pipeline.prompts import parse_reflection, prompt_set, reflector_messages
 from pipeline.seeding import derive_seed
 
 log = logging.getLogger("erl")
-KEYS = ("seed", "algorithm", "ablation", "policy", "reflect", "consolidate.tau")
+KEYS = ("seed", "algorithm", "ablation", "env.name", "policy", "reflect", "consolidate.tau")
 
 
 def main(argv=None) -> None:
@@ -34,7 +34,7 @@ def main(argv=None) -> None:
             from pipeline.policy import load_policy
             from pipeline.rollout import encode_chat
 
-            prompts = PROMPTS[p.policy.prompts]
+            prompts = prompt_set(p.policy.prompts, p.env.name)
             version, mem_text = (0, None) if p.ablation.no_memory else latest(memory_rows)
             engine, tok = load_policy(p, ctx.policy(e - 1))
             ids = [encode_chat(tok, reflector_messages(prompts, f["summary"], mem_text), p.policy.max_prompt_tokens)

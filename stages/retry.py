@@ -16,7 +16,7 @@ from pipeline import stagekit
 from pipeline.artifacts import read_rows, write_table
 from pipeline.envs import budget_of, make_env
 from pipeline.episodes import episode_columns, outcome, task_from_row
-from pipeline.prompts import PROMPTS, retry_system
+from pipeline.prompts import prompt_set, retry_system
 from pipeline.seeding import derive_seed
 
 log = logging.getLogger("erl")
@@ -27,7 +27,7 @@ def plan(p, feedback: list[dict], reflections: list[dict]) -> list[tuple[dict, s
     """(failed feedback row, reflection_id or None, system prompt) per second attempt."""
     if not p.retries:
         return []
-    prompts = PROMPTS[p.policy.prompts]
+    prompts = prompt_set(p.policy.prompts, p.env.name)
     if p.ablation.no_reflection:
         return [(f, None, prompts.no_reflection_system.format(summary=f["summary"]))
                 for f in feedback if f["reward"] < p.consolidate.tau]
@@ -46,7 +46,7 @@ def main(argv=None) -> None:
             from pipeline.policy import load_policy
             from pipeline.rollout import Episode, replay_prompts, run_episodes
 
-            env, budget = make_env(p.env), budget_of(p.env)
+            env, budget = make_env(p.env, ctx.root), budget_of(p.env)
             tasks = {t["task_id"]: task_from_row(t) for t in read_rows("tasks", ctx.tasks_train)}
             engine, tok = load_policy(p, ctx.policy(e - 1))
             episodes = []
@@ -55,7 +55,7 @@ def main(argv=None) -> None:
                 episodes.append(Episode(rid, tasks[f["task_id"]], system, derive_seed(p.seed, e, "retry", rid)))
             run_episodes(engine, tok, env, episodes, p.retry.sampling, p.policy.history, p.policy.max_prompt_tokens,
                          budget, desc=f"retry e{e}")
-            s0 = PROMPTS[p.policy.prompts].system
+            s0 = prompt_set(p.policy.prompts, p.env.name).system
             controls: list = [None] * len(todo)
             if p.retry.control:  # the same failed tasks, replayed under s0 alone: what a reflection must beat
                 controls = [Episode(f"{ep.rollout_id}-control", ep.task, s0, derive_seed(p.seed, e, "control", ep.rollout_id))

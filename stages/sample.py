@@ -14,7 +14,7 @@ from pipeline import stagekit
 from pipeline.artifacts import read_rows, write_table
 from pipeline.envs import budget_of, make_env
 from pipeline.episodes import episode_columns, task_from_row
-from pipeline.prompts import PROMPTS
+from pipeline.prompts import prompt_set
 from pipeline.seeding import derive_seed
 
 log = logging.getLogger("erl")
@@ -34,10 +34,10 @@ def main(argv=None) -> None:
         from pipeline.rollout import Episode, run_episodes
 
         p, e = ctx.params, ctx.epoch
-        env = make_env(p.env)
+        env = make_env(p.env, ctx.root)
         tasks = pick_tasks(read_rows("tasks", ctx.tasks_train), p.sample.tasks_per_epoch, p.seed, e)
         engine, tok = load_policy(p, ctx.policy(e - 1))
-        s0 = PROMPTS[p.policy.prompts].system
+        s0 = prompt_set(p.policy.prompts, p.env.name).system
         episodes = []
         for t in tasks:
             for k in range(p.rollouts_per_task):

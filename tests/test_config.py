@@ -53,7 +53,17 @@ def test_repo_params_yaml_validates():
         ({"bogus": 1}, "bogus"),  # unknown key at the top level
         ({"update": {"bogus": 1}}, "update.bogus"),  # unknown nested key
         ({"algorithm": "ppo"}, "algorithm"),  # unknown algorithm
-        ({"env": {"name": "sokoban"}}, "env.name"),  # unknown env
+        ({"env": {"name": "gridworld"}}, "env.name"),  # unknown env
+        ({"env": {"sokoban": {"boxes": 0}}}, "env.sokoban.boxes"),
+        ({"env": {"sokoban": {"min_size": 3}}}, "env.sokoban.min_size"),
+        ({"env": {"sokoban": {"budget": 0}}}, "env.sokoban.budget"),
+        ({"env": {"sokoban": {"bogus": 1}}}, "env.sokoban.bogus"),
+        ({"env": {"qa": {"budget": 0}}}, "env.qa.budget"),
+        ({"env": {"qa": {"top_k": 0}}}, "env.qa.top_k"),
+        ({"env": {"qa": {"hotpot_path": ""}}}, "env.qa.hotpot_path"),
+        ({"env": {"qa": {"kb_people": 0}}}, "env.qa.kb_people"),
+        ({"env": {"qa": {"kb_test_share": 1.5}}}, "env.qa.kb_test_share"),
+        ({"env": {"qa": {"bogus": 1}}}, "env.qa.bogus"),
         ({"sample": {"rollouts_per_task": {"erl": 0, "rlvr": 8}}}, "sample"),
     ],
 )
@@ -76,6 +86,37 @@ def test_min_size_above_max_size(tmp_path):
 def test_pad_to_below_max_size(tmp_path):
     msg = _error(tmp_path, {"env": {"frozenlake": {"min_size": 3, "max_size": 6, "pad_to": 5}}})
     assert "env.frozenlake" in msg and "pad_to must be >= max_size" in msg
+
+
+def test_new_environments_validate_and_give_budgets():
+    from pipeline.envs import budget_of, make_env
+
+    for name, budget in (("frozenlake", 8), ("sokoban", 8), ("qa", 5)):
+        p = Params.model_validate({"env": {"name": name}})
+        assert budget_of(p.env) == budget and make_env(p.env).name == name
+    p = Params.model_validate({"env": {"name": "sokoban", "sokoban": {"min_size": 6, "max_size": 7, "pad_to": 7}}})
+    assert make_env(p.env).pad_to == 7
+
+
+def test_sokoban_ranges_name_the_section(tmp_path):
+    msg = _error(tmp_path, {"env": {"sokoban": {"min_size": 8, "max_size": 6}}})
+    assert "env.sokoban" in msg and "min_size must be <= max_size" in msg
+    msg = _error(tmp_path, {"env": {"sokoban": {"min_size": 4, "max_size": 6, "boxes": 2}}})
+    assert "env.sokoban" in msg and "too few floor cells" in msg
+    msg = _error(tmp_path, {"env": {"sokoban": {"pad_to": 7}}})
+    assert "env.sokoban" in msg and "pad_to must be >= max_size" in msg
+
+
+def test_qa_held_out_share_names_the_key(tmp_path):
+    msg = _error(tmp_path, {"env": {"qa": {"kb_test_share": 0.01}}})
+    assert "env.qa" in msg and "kb_test_share" in msg
+
+
+def test_qa_index_lives_under_the_artifact_root(tmp_path):
+    from pipeline.envs import make_env
+
+    env = make_env(Params.model_validate({"env": {"name": "qa"}}).env, tmp_path)
+    assert env.index_path == tmp_path / "init" / "qa_index.sqlite"
 
 
 def test_several_errors_all_reported(tmp_path):

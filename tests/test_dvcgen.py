@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_committed_dvc_yaml_is_current():
-    epochs = load_params(ROOT / "params.yaml").train.epochs
-    expected = dvcgen.render(epochs)
+    params = load_params(ROOT / "params.yaml")
+    epochs = params.train.epochs
+    expected = dvcgen.render(epochs, params)
     actual = (ROOT / "dvc.yaml").read_text()
     assert actual == expected, (
         f"dvc.yaml is out of step with params.yaml (train.epochs={epochs}): run `erl dvc-yaml` "

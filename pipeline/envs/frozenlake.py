@@ -250,6 +250,16 @@ class FrozenLake:
         parts.append(f"Steps left: {state.steps_left}")
         return "\n".join(parts)
 
+    def random_reply(self, state: FrozenLakeState, rng: random.Random) -> str:
+        """A well-formed reply with a uniformly random action (warm start)."""
+        return f"```{rng.choice(self.actions)}```"
+
+    def vocabulary(self, tasks: list[Task]) -> list[str]:
+        """Texts covering words random play would not show: none. Boards, messages, summaries and feedback
+        from random play (warmstart.corpus_texts) already contain every FrozenLake word, and adding texts
+        would reorder the embedded tokenizer's vocabulary and so change the committed default run."""
+        return []
+
     # ---- verifier ----------------------------------------------------------------------------------------
 
     def reward(self, trace: Trace) -> float:

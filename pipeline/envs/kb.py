@@ -1,0 +1,143 @@
+"""Corpora and questions for the tool-use QA environment: a generated knowledge base of fictional entities
+(the offline default, deterministic per seed) and a loader for HotpotQA-format JSON files. Standard library
+only.
+
+The generated knowledge base has countries, cities (each in a country), companies (each based in a city) and
+people (each born in a city, working for a company), one short passage per entity, lowercase with
+space-separated punctuation so a word-level tokenizer reads it:
+
+    zarvo is a city . zarvo lies in the country melk .
+    mira tolvek is a person . mira tolvek was born in the city zarvo . mira tolvek works for the company brontex .
+
+Every question takes two hops through a bridge entity, e.g. "in which country was mira tolvek born ?"
+(person -> birth city -> country). A fixed share of the cities and companies is held out: they are the bridge
+of test questions only, so no training question shares its bridge with a test question.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+# Words the passages and questions use: generated names never collide with them.
+TEMPLATE_WORDS = frozenset(
+    "a an the is in of which was born city country company person lies based works for employer what who yes no "
+    "search answer question score turns left invalid step steps".split()
+)
+_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gr", "kr", "st", "tr")
+_VOWELS = ("a", "e", "i", "o", "u")
+_CODAS = ("", "", "", "n", "r", "l", "s", "k", "m", "x")
+
+
+@dataclass(frozen=True)
+class Passage:
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str
+    answer: str
+    support: tuple[str, ...]  # titles of the passages that answer it, in hop order
+    bridge: str = ""  # the intermediate entity ("" when unknown)
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    passages: tuple[Passage, ...]
+    questions: tuple[Question, ...]  # every two-hop question, in a fixed order
+    held_out: frozenset[str]  # bridge entities whose questions belong to the test split only
+
+    def pool(self, split: str) -> list[Question]:
+        """The questions a split may draw from: bridges held out for ``test``, the rest for any other split."""
+        test = split == "test"
+        return [q for q in self.questions if (q.bridge in self.held_out) == test]
+
+
+def _words(rng: random.Random, n: int, taken: set[str]) -> list[str]:
+    out: list[str] = []
+    while len(out) < n:
+        w = rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+        if w not in taken and w not in TEMPLATE_WORDS:
+            taken.add(w)
+            out.append(w)
+    return out
+
+
+def generate_kb(seed: int, people: int = 1500, cities: int = 40, companies: int = 20, countries: int = 8,
+                test_share: float = 0.2) -> KnowledgeBase:
+    """The knowledge base of ``seed``: the same arguments always give the same entities, passages and
+    questions."""
+    if min(people, cities, companies, countries) < 1:
+        raise ValueError("a knowledge base needs at least one person, city, company and country")
+    n_held = {k: round(test_share * m) for k, m in (("cities", cities), ("companies", companies))}
+    if not all(1 <= n_held[k] < m for k, m in (("cities", cities), ("companies", companies))):
+        raise ValueError(f"test_share {test_share} must hold out at least one and not every city and company "
+                         f"({cities} cities, {companies} companies)")
+    rng = random.Random(f"{seed}:qa-kb")
+    side = math.ceil(math.sqrt(2 * people))  # first x last names: at least twice as many pairs as people
+    taken: set[str] = set()
+    country_names = _words(rng, countries, taken)
+    city_names = _words(rng, cities, taken)
+    company_names = _words(rng, companies, taken)
+    firsts, lasts = _words(rng, side, taken), _words(rng, side, taken)
+
+    # every country has a city; every city has somewhere to be
+    country_of = {c: country_names[i] if i < countries else rng.choice(country_names) for i, c in enumerate(city_names)}
+    city_of = {k: rng.choice(city_names) for k in company_names}
+    names = [f"{firsts[i // side]} {lasts[i % side]}" for i in sorted(rng.sample(range(side * side), people))]
+    rng.shuffle(names)
+    born = {p: rng.choice(city_names) for p in names}
+    works = {p: rng.choice(company_names) for p in names}
+    held_out = frozenset(rng.sample(city_names, n_held["cities"]) + rng.sample(company_names, n_held["companies"]))
+
+    passages = [Passage(c, f"{c} is a country .") for c in country_names]
+    passages += [Passage(c, f"{c} is a city . {c} lies in the country {country_of[c]} .") for c in city_names]
+    passages += [Passage(k, f"{k} is a company . {k} is based in the city {city_of[k]} .") for k in company_names]
+    passages += [
+        Passage(p, f"{p} is a person . {p} was born in the city {born[p]} . {p} works for the company {works[p]} .")
+        for p in names
+    ]
+    questions = []
+    for p in names:
+        questions.append(Question(f"in which country was {p} born ?", country_of[born[p]], (p, born[p]), born[p]))
+        questions.append(Question(f"in which city is the employer of {p} based ?", city_of[works[p]], (p, works[p]),
+                                  works[p]))
+    return KnowledgeBase(tuple(passages), tuple(questions), held_out)
+
+
+# ---- HotpotQA ----------------------------------------------------------------------------------------------
+
+
+def load_hotpot(path: str | Path) -> tuple[list[Passage], list[Question]]:
+    """Passages and questions of a HotpotQA-format JSON file: a list of {question, answer, supporting_facts:
+    [[title, sentence index], ...], context: [[title, [sentences...]], ...]}. The corpus is every context
+    paragraph of every question (deduplicated, first occurrence first); a passage's text is "title : sentences"."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"env.qa.hotpot_path: {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"env.qa.hotpot_path: {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise ValueError(f"env.qa.hotpot_path: {path}: expected a list of questions")
+    passages: dict[tuple[str, str], Passage] = {}
+    questions: list[Question] = []
+    for i, item in enumerate(data):
+        try:
+            question, answer = str(item["question"]).strip(), str(item["answer"]).strip()
+            context = item.get("context", [])
+            for title, sentences in context:
+                text = " ".join(s.strip() for s in sentences if s.strip())
+                key = (str(title), text)
+                passages.setdefault(key, Passage(str(title), f"{title} : {text}"))
+            support = tuple(dict.fromkeys(str(t) for t, _ in item.get("supporting_facts", [])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"env.qa.hotpot_path: {path}: item {i} is not a HotpotQA question ({exc!r})") from None
+        if question and answer:
+            questions.append(Question(question, answer, support))
+    return list(passages.values()), questions

@@ -1,0 +1,93 @@
+"""The local search tool of the tool-use environment: a SQLite FTS5 index over passages, ranked by bm25.
+FTS5 ships with Python's sqlite3, so retrieval is real and needs no server. The index is written once (by the
+init stage) and opened read-only afterwards. Standard library only."""
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from pathlib import Path
+from typing import Iterable
+
+# Words only: FTS5 query syntax (quotes, AND/OR/NOT/NEAR, column filters, *, ^, parentheses) never reaches the
+# engine, so any user text is a valid query.
+_WORD = re.compile(r"[^\W_]+")
+MAX_QUERY_WORDS = 32
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 query for free text: its words (lowercased, at most MAX_QUERY_WORDS), each a quoted
+    string, joined with OR so a passage matching any of them is a candidate and bm25 ranks the ones matching
+    more (and rarer) words first. None when the text has no word."""
+    words = _WORD.findall(text.lower())[:MAX_QUERY_WORDS]
+    if not words:
+        return None
+    return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))  # dedup, keep order
+
+
+def build_index(path: str | Path, passages: Iterable[tuple[str, str]], meta: dict[str, str] | None = None) -> int:
+    """Write an FTS5 index of (title, text) passages to ``path`` atomically (temp file, then rename); the
+    passage id is its position. Returns the number of passages."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    con = sqlite3.connect(tmp)
+    try:
+        con.execute("CREATE VIRTUAL TABLE passages USING fts5(title, text, tokenize = 'unicode61')")
+        con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        rows = list(passages)
+        con.executemany("INSERT INTO passages (rowid, title, text) VALUES (?, ?, ?)",
+                        [(i + 1, title, text) for i, (title, text) in enumerate(rows)])
+        con.executemany("INSERT INTO meta VALUES (?, ?)", sorted((meta or {}).items()))
+        con.execute("INSERT INTO passages (passages) VALUES ('optimize')")
+        con.commit()
+    finally:
+        con.close()
+    os.replace(tmp, path)
+    return len(rows)
+
+
+class SearchIndex:
+    """Read-only access to an index written by ``build_index``; the connection opens on first use."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._con: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._con is None:
+            if not self.path.is_file():
+                raise FileNotFoundError(
+                    f"search index {self.path} not found: the init stage builds it (env.name: qa); "
+                    "after switching env.name run `erl dvc-yaml` and `dvc repro`"
+                )
+            self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        return self._con
+
+    def search(self, query: str, k: int) -> list[tuple[str, str]]:
+        """Top-``k`` (title, text) passages for free text ``query`` by bm25 (ties by passage id); [] when the
+        query has no word or nothing matches."""
+        q = fts_query(query)
+        if q is None or k < 1:
+            return []
+        con = self._connect()
+        try:
+            return con.execute(
+                "SELECT title, text FROM passages WHERE passages MATCH ? ORDER BY bm25(passages), rowid LIMIT ?",
+                (q, k),
+            ).fetchall()
+        except sqlite3.OperationalError:  # defensive: fts_query only emits quoted words
+            return []
+
+    def passages(self) -> list[tuple[str, str]]:
+        """Every (title, text) passage, in id order."""
+        return self._connect().execute("SELECT title, text FROM passages ORDER BY rowid").fetchall()
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._connect().execute("SELECT key, value FROM meta").fetchall())
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None

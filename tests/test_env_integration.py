@@ -1,0 +1,116 @@
+"""How the environments plug into the pipeline: per-environment prompt sets, the dvc.yaml graph of the QA
+environment (its search index), and the warm-start hooks every environment offers. No torch."""
+from __future__ import annotations
+
+import random
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import dag, dvcgen
+from pipeline.config import EnvParams, Params
+from pipeline.envs import make_env
+from pipeline.prompts import ENV_PROMPTS, PROMPTS, PromptSet, prompt_set
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVS = set(typing.get_args(EnvParams.model_fields["name"].annotation))
+
+
+# ---- prompts -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env_name", sorted(ENVS))
+@pytest.mark.parametrize("name", ["tiny", "paper"])
+def test_every_environment_has_both_sets_and_they_format(env_name, name):
+    ps = prompt_set(name, env_name)
+    assert isinstance(ps, PromptSet) and "<prompt>" in ps.reflector_system
+    assert ps.system.strip() and ps.format_reminder.strip()
+    assert "SUMMARY" in ps.no_reflection_system.format(summary="SUMMARY")  # literal braces are escaped
+    assert "RULES" in ps.reflector_user.format(summary="S", memory="RULES")
+
+
+def test_prompt_sets_cover_exactly_the_environments():
+    assert set(ENV_PROMPTS) == ENVS
+    assert prompt_set("tiny", "frozenlake") is PROMPTS["tiny"] and prompt_set("paper", "frozenlake") is PROMPTS["paper"]
+    with pytest.raises(ValueError, match="gridworld"):
+        prompt_set("tiny", "gridworld")
+
+
+def test_frozenlake_tiny_prompt_is_unchanged():
+    # the committed default run depends on these exact strings
+    ps = prompt_set("tiny", "frozenlake")
+    assert ps.system == "play the game . answer with one action in ``` ``` : left down right up ."
+    assert ps.format_reminder == "answer with one action in ``` ``` : left down right up ."
+
+
+def test_qa_prompts_state_the_reply_format_the_env_parses():
+    from pipeline.envs.qa import parse_reply
+
+    for name in ("tiny", "paper"):
+        ps = prompt_set(name, "qa")
+        assert "search" in ps.system and "\\boxed{" in ps.system and "boxed" in ps.format_reminder
+        assert "\\boxed{" in ps.no_reflection_system.format(summary="S")
+    assert parse_reply("``` search : zarvo ```").kind == "search" and parse_reply("\\ boxed { zarvo }").kind == "answer"
+
+
+# ---- dvc.yaml ----------------------------------------------------------------------------------------------
+
+
+def _params(**env) -> Params:
+    return Params.model_validate({"env": env})
+
+
+def test_grid_graphs_equal_the_default_graph():
+    assert dvcgen.render(3, _params(name="frozenlake")) == dvcgen.render(3)
+    assert dvcgen.render(3, _params(name="sokoban")) == dvcgen.render(3)
+
+
+def test_qa_graph_tracks_the_search_index():
+    index = dag.qa_index_path().as_posix()
+    stages = yaml.safe_load(dvcgen.render(2, _params(name="qa")))["stages"]
+    assert index in stages["init"]["outs"]
+    for name in ("evaluate_e0", "sample_e1", "retry_e1", "evaluate_e1", "sample_e2", "retry_e2", "evaluate_e2"):
+        assert index in stages[name]["deps"], name
+    assert index not in stages["feedback_e1"]["deps"]  # the verifier needs only the trace
+    hot = yaml.safe_load(dvcgen.render(1, _params(name="qa", qa={"hotpot_path": "data/hotpot.json"})))["stages"]
+    assert "data/hotpot.json" in hot["init"]["deps"]
+
+
+def test_check_fails_when_env_changes_the_graph(tmp_path):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["env"]["name"] = "qa"
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "dvc.yaml"
+    out.write_text((ROOT / "dvc.yaml").read_text())
+    assert dvcgen.main(["--check", "--params", str(params), "--out", str(out)]) == 1
+    assert dvcgen.main(["--params", str(params), "--out", str(out)]) == 0
+    assert dag.qa_index_path().as_posix() in out.read_text()
+
+
+# ---- warm-start hooks --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env_name", sorted(ENVS))
+def test_every_environment_offers_random_reply_and_vocabulary(tmp_path, env_name):
+    env = make_env(_params(name=env_name, qa={"kb_people": 50, "kb_cities": 5, "kb_companies": 5}).env, tmp_path)
+    tasks = env.generate("train", 5, 0)
+    if env_name == "qa":
+        env.build_index(0)
+    rng = random.Random(0)
+    state = env.reset(tasks[0])
+    for _ in range(20):
+        _, step = env.step(state, env.random_reply(state, rng))
+        assert step.valid
+    assert isinstance(env.vocabulary(tasks), list)
+
+
+def test_frozenlake_random_reply_matches_the_warm_start_format():
+    env = make_env(EnvParams())
+    state = env.reset(env.generate("train", 1, 0)[0])
+    a, b = random.Random(5), random.Random(5)
+    for _ in range(20):
+        assert env.random_reply(state, a) == f"```{b.choice(env.actions)}```"
+    assert env.vocabulary([]) == []  # random play covers every word; extra texts would change the default run
