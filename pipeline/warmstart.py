@@ -89,7 +89,8 @@ def reading_examples(env: Env, tasks: list[Task], n: int, seed: int) -> list[Exa
 def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, n_plays: int = 300) -> list[str]:
     """Text covering everything the embedded tokenizer must spell: prompts, boards, messages, feedback."""
     rng = random.Random(f"{seed}:vocab")
-    texts = [v for v in vars(prompts).values() if isinstance(v, str)]
+    texts = [v.format(summary="") if k == "no_reflection_system" else v
+             for k, v in vars(prompts).items() if isinstance(v, str)]
     texts += ["<prompt> </prompt> ``` " + " ".join(getattr(env, "actions", ()))]
     texts += reading_vocabulary(env)
     if hasattr(env, "vocabulary"):  # every word the environment can show (a knowledge base, questions, ...)
