@@ -9,10 +9,29 @@ import yaml
 
 from e2e_util import ROOT, TINY, deep_update
 from pipeline.compare import main as compare
+from pipeline.compare import summarize, write_markdown
 
-pytestmark = pytest.mark.slow
+
+def _run(final, retry, control):
+    return [{"epoch": 0, "eval_success": 0.2, "seconds": 0.0},
+            {"epoch": 1, "eval_success": final, "seconds": 50.0, "train_pre_success": 0.3, "train_post_success": 0.4,
+             "retry_success": retry, "retry_control_success": control, "memory_adopted": 3}]
 
 
+def test_summary_table_spread_and_retry_columns(tmp_path):
+    results = {("erl", 0): _run(0.5, 0.4, 0.1), ("erl", 1): _run(0.7, 0.2, 0.3), ("rlvr", 0): _run(0.3, None, None)}
+    summary = summarize(results)
+    assert summary["erl"]["final"][0] == pytest.approx(0.6) and summary["erl"]["final"][1] == pytest.approx(0.1414, abs=1e-4)
+    assert summary["rlvr"]["final"][1] is None  # one seed: no spread, not a fake 0
+    assert summary["erl"]["retry"] == pytest.approx(0.3) and summary["erl"]["control"] == pytest.approx(0.2)
+    write_markdown(summary, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1]}, tmp_path / "c.md")
+    md = (tmp_path / "c.md").read_text()
+    assert "| tiny | frozenlake | 0.600 ± 0.141 | 0.300 |" in md
+    assert "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |" in md  # memory: adoptions per run, mean over seeds
+    assert "| rlvr | 0.200 | 0.300 | 0.300 | 0.300 | 0.400 | - | - | 3 | 50 |" in md
+
+
+@pytest.mark.slow
 def test_compare_writes_table_curves_and_csv(tmp_path):
     params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), deep_update(copy.deepcopy(TINY), {"train": {"epochs": 1}}))
     pfile = tmp_path / "params.yaml"
