@@ -5,27 +5,15 @@ import json
 
 import pytest
 
-from pipeline.envs.base import Task, Trace
+from pipeline.envs.base import Task
 from pipeline.envs.frozenlake import FrozenLake, map_key, parse_action, solve, solve_path
+from env_util import blk, play
 
 # 0: A D C      start (0,0), goal (2,2), hole (0,2) and (1,1)
 # 1: D C D
 # 2: D D B
 SPEC = {"size": 3, "grid": ["DDC", "DCD", "DDD"], "start": [0, 0], "goal": [2, 2]}
 TASK = Task(task_id="fl-unit-000000", split="unit", spec=SPEC, optimal_len=4)
-
-
-def play(env, task, replies):
-    state = env.reset(task)
-    trace = Trace(budget=env.budget)
-    for reply in replies:
-        state, step = env.step(state, reply)
-        trace.steps.append(step)
-    return state, trace
-
-
-def blk(text: str) -> str:
-    return f"I will go.\n```{text}```"
 
 
 # ---- generation ----------------------------------------------------------------------------------------

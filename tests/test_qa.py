@@ -13,6 +13,7 @@ from pipeline.envs.base import Trace
 from pipeline.envs.kb import generate_kb, load_hotpot
 from pipeline.envs.qa import QA, exact_match, f1_score, normalize_answer, parse_reply, score_answer
 from pipeline.envs.search import SearchIndex, build_index, fts_query
+from env_util import play
 
 SMALL = dict(kb_people=200, kb_cities=10, kb_companies=10, kb_countries=4)
 
@@ -29,15 +30,6 @@ def tasks(env):
     train = env.generate("train", 150, seed=0)
     test = env.generate("test", 40, seed=0, exclude={env.map_key(t) for t in train})
     return train, test
-
-
-def play(env, task, replies):
-    state = env.reset(task)
-    trace = Trace(budget=env.budget)
-    for reply in replies:
-        state, step = env.step(state, reply)
-        trace.steps.append(step)
-    return state, trace
 
 
 def search(q: str) -> str:

@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from pipeline.envs.base import Task, Trace
+from pipeline.envs.base import Task
 from pipeline.envs.sokoban import Sokoban, map_key, reading_exercise, solve, solve_path
+from env_util import blk, play
 
 # 0: E E E E E E
 # 1: E A D D D E      player (1,1), box (2,2), goal (2,4)
@@ -20,19 +21,6 @@ SPEC = {"size": 6, "player": [1, 1], "boxes": [[2, 2]], "goals": [[2, 4]]}
 TASK = Task(task_id="sk-unit-000000", split="unit", spec=SPEC, optimal_len=3)
 BOARD = "E E E E E E\nE A D D D E\nE D B D C E\nE D D D D E\nE D D D D E\nE E E E E E"
 MOVES = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
-
-
-def play(env, task, replies):
-    state = env.reset(task)
-    trace = Trace(budget=env.budget)
-    for reply in replies:
-        state, step = env.step(state, reply)
-        trace.steps.append(step)
-    return state, trace
-
-
-def blk(text: str) -> str:
-    return f"I will go.\n```{text}```"
 
 
 # ---- an independent simulator and brute force (no BFS, no env code) ---------------------------------------

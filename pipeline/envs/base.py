@@ -69,3 +69,45 @@ class Env(Protocol):
     def message(self, state: Any, last_step: Step | None) -> str: ...
 
     def map_key(self, task: Task) -> str: ...
+
+
+class GridText:
+    """What the grid games (FrozenLake, Sokoban) tell the reflector, read off their rendered boards: where the
+    agent ended and the attempt's summary. Needs ``sep``, ``row_numbers``, ``feedback`` and ``agent_symbols``
+    (every symbol the agent can show as)."""
+
+    agent_symbols: tuple[str, ...] = ("A",)
+    sep: str
+    row_numbers: bool
+
+    def end_cell(self, trace: Trace) -> tuple[int, int] | None:
+        """Where the agent stood when the attempt ended (None for an empty trace)."""
+        return self._agent_cell(trace.steps[-1].observation) if trace.steps else None
+
+    def _agent_cell(self, observation: str) -> tuple[int, int] | None:
+        """(row, col) of the agent in a rendered board."""
+        for r, line in enumerate(observation.splitlines()):
+            cells = line.split(self.sep) if self.sep else list(line)
+            if self.row_numbers:
+                cells = cells[1:]
+            for sym in self.agent_symbols:
+                if sym in cells:
+                    return r, cells.index(sym)
+        return None
+
+    def summary(self, trace: Trace, initial_observation: str, compact: bool = False) -> str:
+        """Text of one attempt for the reflector: start board, each step's action/effect/board, feedback.
+        ``compact``: the action list and only the final board (short prompts for the tiny model)."""
+        if compact:
+            acts = " ".join((s.action or "invalid") + ("" if s.moved else " ( no effect )") for s in trace.steps)
+            final = trace.steps[-1].observation if trace.steps else initial_observation
+            return (
+                f"Initial board:\n{initial_observation}\nActions: {acts}\nFinal board:\n{final}\n"
+                f"Feedback: {self.feedback(trace)}"
+            )
+        parts = [f"Initial board:\n{initial_observation}"]
+        for i, s in enumerate(trace.steps, 1):
+            note = "" if s.moved else " (no effect)"
+            parts.append(f"Step {i}: {s.action or 'invalid'}{note}\n{s.observation}")
+        parts.append(f"Feedback: {self.feedback(trace)}")
+        return "\n\n".join(parts)

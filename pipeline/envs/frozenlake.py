@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.envs.base import Step, Task, Trace, last_code_block
+from pipeline.envs.base import GridText, Step, Task, Trace, last_code_block
 
 AGENT, GOAL, HOLE, FROZEN, OUTSIDE = "A", "B", "C", "D", "X"
 
@@ -101,7 +101,7 @@ class FrozenLakeState:
         return self.budget - self.steps
 
 
-class FrozenLake:
+class FrozenLake(GridText):
     name = "frozenlake"
     actions = ACTIONS
 
@@ -282,37 +282,6 @@ class FrozenLake:
             f"{outcome} Actions with no effect: {invalid + blocked} ({invalid} invalid, {blocked} blocked). "
             f"Last action: {last}. Reward={self.reward(trace)}, steps={len(steps)}"
         )
-
-    def end_cell(self, trace: Trace) -> tuple[int, int] | None:
-        """Where the agent stood when the attempt ended (None for an empty trace)."""
-        return self._agent_cell(trace.steps[-1].observation) if trace.steps else None
-
-    def _agent_cell(self, observation: str) -> tuple[int, int] | None:
-        """(row, col) of A in a rendered board: where the episode ended, for the feedback text."""
-        for r, line in enumerate(observation.splitlines()):
-            cells = line.split(self.sep) if self.sep else list(line)
-            if self.row_numbers:
-                cells = cells[1:]
-            if AGENT in cells:
-                return r, cells.index(AGENT)
-        return None
-
-    def summary(self, trace: Trace, initial_observation: str, compact: bool = False) -> str:
-        """Text of one attempt for the reflector: start board, each step's action/effect/board, feedback.
-        ``compact``: the action list and only the final board (short prompts for the tiny model)."""
-        if compact:
-            acts = " ".join((s.action or "invalid") + ("" if s.moved else " ( no effect )") for s in trace.steps)
-            final = trace.steps[-1].observation if trace.steps else initial_observation
-            return (
-                f"Initial board:\n{initial_observation}\nActions: {acts}\nFinal board:\n{final}\n"
-                f"Feedback: {self.feedback(trace)}"
-            )
-        parts = [f"Initial board:\n{initial_observation}"]
-        for i, s in enumerate(trace.steps, 1):
-            note = "" if s.moved else " (no effect)"
-            parts.append(f"Step {i}: {s.action or 'invalid'}{note}\n{s.observation}")
-        parts.append(f"Feedback: {self.feedback(trace)}")
-        return "\n\n".join(parts)
 
 
 # ---- reading exercises for a warm start (self-supervised: no reward, no goal semantics, no solutions) ----

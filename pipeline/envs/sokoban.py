@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.envs.base import Step, Task, Trace
+from pipeline.envs.base import GridText, Step, Task, Trace
 from pipeline.envs.frozenlake import ACTIONS, MOVES, parse_action  # the same actions, parsed the same way
 
 AGENT, AGENT_ON_GOAL, BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE = "A", "a", "B", "b", "C", "D", "E", "X"
@@ -131,9 +131,10 @@ def _symbol(state: SokobanState, r: int, c: int) -> str:
     return GOAL if on_goal else FLOOR
 
 
-class Sokoban:
+class Sokoban(GridText):
     name = "sokoban"
     actions = ACTIONS
+    agent_symbols = (AGENT, AGENT_ON_GOAL)  # where the attempt ended, for the feedback and end_cell
 
     def __init__(
         self,
@@ -286,38 +287,6 @@ class Sokoban:
             f"{outcome} Actions with no effect: {invalid + blocked} ({invalid} invalid, {blocked} blocked). "
             f"Last action: {last}. Reward={self.reward(trace)}, steps={len(steps)}"
         )
-
-    def end_cell(self, trace: Trace) -> tuple[int, int] | None:
-        """Where the player stood when the attempt ended (None for an empty trace)."""
-        return self._agent_cell(trace.steps[-1].observation) if trace.steps else None
-
-    def _agent_cell(self, observation: str) -> tuple[int, int] | None:
-        """(row, col) of A (or a, on a goal) in a rendered board."""
-        for r, line in enumerate(observation.splitlines()):
-            cells = line.split(self.sep) if self.sep else list(line)
-            if self.row_numbers:
-                cells = cells[1:]
-            for sym in (AGENT, AGENT_ON_GOAL):
-                if sym in cells:
-                    return r, cells.index(sym)
-        return None
-
-    def summary(self, trace: Trace, initial_observation: str, compact: bool = False) -> str:
-        """Text of one attempt for the reflector: start board, each step's action/effect/board, feedback.
-        ``compact``: the action list and only the final board (short prompts for the tiny model)."""
-        if compact:
-            acts = " ".join((s.action or "invalid") + ("" if s.moved else " ( no effect )") for s in trace.steps)
-            final = trace.steps[-1].observation if trace.steps else initial_observation
-            return (
-                f"Initial board:\n{initial_observation}\nActions: {acts}\nFinal board:\n{final}\n"
-                f"Feedback: {self.feedback(trace)}"
-            )
-        parts = [f"Initial board:\n{initial_observation}"]
-        for i, s in enumerate(trace.steps, 1):
-            note = "" if s.moved else " (no effect)"
-            parts.append(f"Step {i}: {s.action or 'invalid'}{note}\n{s.observation}")
-        parts.append(f"Feedback: {self.feedback(trace)}")
-        return "\n\n".join(parts)
 
 
 # ---- reading exercises for a warm start (self-supervised: no reward, no goal semantics, no solutions) ----
