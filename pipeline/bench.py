@@ -22,10 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMING = re.compile(r"timing: process ([\d.]+) s, work ([\d.]+) s")
 
 
-def stage_order(epochs: int) -> list[str]:
+def stage_order(epochs: int, per_stage: int = 0) -> list[str]:
     names = ["init", dag.stage_name("evaluate", 0)]
-    for e in range(1, epochs + 1):
-        names += [dag.stage_name(s, e) for s in dag.EPOCH_STAGES]
+    names += [name for name, _ in dag.training_stages(epochs, per_stage)]
     return names + ["report"]
 
 
@@ -64,14 +63,15 @@ def main(argv=None) -> int:
     params = yaml.safe_load(Path(args.params).read_text()) or {}
     if args.epochs is not None:
         params.setdefault("train", {})["epochs"] = args.epochs
-    epochs = load_params(args.params).train.epochs if args.epochs is None else args.epochs
+    train = load_params(args.params).train
+    epochs = train.epochs if args.epochs is None else args.epochs
     tmp = Path(tempfile.mkdtemp(prefix="erl-bench-"))
     env = sandbox_env(tmp)
     try:
         make_copy(tmp, params)
         rows = []
         print(f"{'stage':<16}{'wall s':>9}{'dvc s':>9}{'start-up s':>12}{'work s':>9}", flush=True)
-        for name in stage_order(epochs):
+        for name in stage_order(epochs, train.epochs_per_stage):
             res, wall = repro_one(name, tmp, env)
             if res.returncode != 0:
                 print(res.stdout[-3000:], res.stderr[-3000:], file=sys.stderr)

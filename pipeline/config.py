@@ -207,6 +207,11 @@ class EvaluateParams(_Strict):
 
 class TrainParams(_Strict):
     epochs: int = Field(3, ge=1, le=999, description="ERL rounds; dvc.yaml is generated from this")
+    epochs_per_stage: int = Field(
+        0, ge=0, le=999,
+        description="0 = one DVC stage (and process) per step of each epoch; k >= 1 = one DVC stage runs k whole "
+                    "epochs in one process (same artifacts, far less start-up per epoch)",
+    )
 
 
 class Params(_Strict):

@@ -15,6 +15,24 @@ def stage_name(stage: str, epoch: int | None = None) -> str:
     return stage if epoch is None else f"{stage}_e{epoch}"
 
 
+def epoch_blocks(epochs: int, per_stage: int) -> list[tuple[int, int]]:
+    """(first, last) epochs of each multi-epoch stage when ``train.epochs_per_stage`` is ``per_stage`` >= 1."""
+    return [(a, min(a + per_stage - 1, epochs)) for a in range(1, epochs + 1, per_stage)]
+
+
+def block_name(first: int, last: int) -> str:
+    """DVC stage running epochs ``first``..``last`` in one process: ``epoch_e3`` or ``epochs_e1-e5``."""
+    return f"epoch_e{first}" if first == last else f"epochs_e{first}-e{last}"
+
+
+def training_stages(epochs: int, per_stage: int = 0) -> list[tuple[str, list[int]]]:
+    """The DVC stages between ``evaluate_e0`` and ``report``, in order, each with the epochs whose metrics
+    exist once it has run: one stage per step (``per_stage`` 0) or one per block of epochs."""
+    if per_stage <= 0:
+        return [(stage_name(s, e), [e] if s == "evaluate" else []) for e in range(1, epochs + 1) for s in EPOCH_STAGES]
+    return [(block_name(a, b), list(range(a, b + 1))) for a, b in epoch_blocks(epochs, per_stage)]
+
+
 def epoch_dir(epoch: int, root: Path = ARTIFACTS) -> Path:
     """Folder of one epoch's artifacts; epoch 0 is the init stage's output."""
     return root / "init" if epoch == 0 else root / f"epoch_{epoch:03d}"

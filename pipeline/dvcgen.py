@@ -4,9 +4,10 @@ test) fail when dvc.yaml is out of step with params.yaml.
 
 Each stage depends on its own script, the pipeline/ package, the files it reads and the params sections
 it reads (each stage module's KEYS), so `dvc repro` reruns exactly what a change affects. The graph depends
-on ``train.epochs`` and, for environments with files of their own, on ``env.name``: with ``qa`` init also
-writes the search index (and reads ``env.qa.hotpot_path`` when set), and the stages that step the environment
-depend on the index.
+on ``train.epochs``; on ``train.epochs_per_stage`` (0: seven one-step stages per epoch; k: one stage per k
+epochs, run by stages/epochs.py in one process, with the same artifacts); and, for environments with files
+of their own, on ``env.name``: with ``qa`` init also writes the search index (and reads
+``env.qa.hotpot_path`` when set), and the stages that step the environment depend on the index.
 """
 from __future__ import annotations
 
@@ -45,6 +46,57 @@ def _stage(stage: str, epoch: int | None, deps: list[Path], outs: list[Path], me
     return spec
 
 
+def _tables(e: int) -> dict[str, Path]:
+    d = dag.epoch_dir(e)
+    return {n: d / f"{n}.parquet" for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory",
+                                           "updates", "steps", "eval")}
+
+
+def _epoch_steps(e: int, tr: Path, te: Path, env_deps: list[Path]) -> dict:
+    """The seven one-step stages of epoch ``e`` (``train.epochs_per_stage: 0``)."""
+    stages = {}
+    t = _tables(e)
+    prev_pol, pol, prev_mem = dag.policy_dir(e - 1), dag.policy_dir(e), dag.epoch_dir(e - 1) / "memory.parquet"
+    stages[dag.stage_name("sample", e)] = _stage("sample", e, [prev_pol, tr] + env_deps, [t["attempts"]])
+    stages[dag.stage_name("feedback", e)] = _stage("feedback", e, [t["attempts"]], [t["feedback"]])
+    stages[dag.stage_name("reflect", e)] = _stage("reflect", e, [prev_pol, t["feedback"], prev_mem], [t["reflections"]])
+    stages[dag.stage_name("retry", e)] = _stage("retry", e, [prev_pol, tr, t["feedback"], t["reflections"]] + env_deps,
+                                               [t["retries"]])
+    stages[dag.stage_name("consolidate", e)] = _stage(
+        "consolidate", e, [t["attempts"], t["feedback"], t["reflections"], t["retries"], prev_mem],
+        [t["samples"], t["memory"]],
+    )
+    stages[dag.stage_name("update", e)] = _stage("update", e, [prev_pol, dag.policy_dir(0), t["samples"]],
+                                                [pol, t["updates"], t["steps"]])
+    stages[dag.stage_name("evaluate", e)] = _stage(
+        "evaluate", e,
+        [pol, dag.policy_dir(0), te] + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")]
+        + env_deps,
+        [t["eval"]], [dag.metrics_path(e)],
+    )
+    return stages
+
+
+def _block(a: int, b: int, tr: Path, te: Path, env_deps: list[Path]) -> dict:
+    """One stage running epochs ``a``..``b`` in one process (``train.epochs_per_stage`` >= 1): it reads what
+    epoch ``a``'s steps read from outside the block and writes every artifact of its epochs."""
+    outs: list[Path] = []
+    for e in range(a, b + 1):
+        t = _tables(e)
+        outs += [t[n] for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory", "updates",
+                                "steps", "eval")] + [dag.policy_dir(e)]
+    spec = {
+        "cmd": f"python -m stages.epochs --first {a} --last {b}",
+        "deps": ["stages/epochs.py"] + [f"stages/{s}.py" for s in dag.EPOCH_STAGES] + ["pipeline"]
+        + [_p(d) for d in [dag.policy_dir(a - 1), dag.policy_dir(0), tr, te, dag.epoch_dir(a - 1) / "memory.parquet"]
+           + env_deps],
+        "params": _keys("epochs"),
+        "outs": [_p(o) for o in outs],
+        "metrics": [{_p(dag.metrics_path(e)): {"cache": False}} for e in range(a, b + 1)],
+    }
+    return spec
+
+
 def _env_files(params) -> tuple[list[Path], list[Path], list[Path]]:
     """(extra init deps, extra init outs, extra deps of the stages that step the environment) of the
     environment ``params`` names; none for the grid games."""
@@ -67,28 +119,13 @@ def build(epochs: int, params=None) -> dict:
             "evaluate", 0, [dag.policy_dir(0), te] + env_deps, [init / "eval.parquet"], [dag.metrics_path(0)]
         ),
     }
-    for e in range(1, epochs + 1):
-        d = dag.epoch_dir(e)
-        t = {n: d / f"{n}.parquet" for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory",
-                                               "updates", "steps", "eval")}
-        prev_pol, pol, prev_mem = dag.policy_dir(e - 1), dag.policy_dir(e), dag.epoch_dir(e - 1) / "memory.parquet"
-        stages[dag.stage_name("sample", e)] = _stage("sample", e, [prev_pol, tr] + env_deps, [t["attempts"]])
-        stages[dag.stage_name("feedback", e)] = _stage("feedback", e, [t["attempts"]], [t["feedback"]])
-        stages[dag.stage_name("reflect", e)] = _stage("reflect", e, [prev_pol, t["feedback"], prev_mem], [t["reflections"]])
-        stages[dag.stage_name("retry", e)] = _stage("retry", e, [prev_pol, tr, t["feedback"], t["reflections"]] + env_deps,
-                                                   [t["retries"]])
-        stages[dag.stage_name("consolidate", e)] = _stage(
-            "consolidate", e, [t["attempts"], t["feedback"], t["reflections"], t["retries"], prev_mem],
-            [t["samples"], t["memory"]],
-        )
-        stages[dag.stage_name("update", e)] = _stage("update", e, [prev_pol, dag.policy_dir(0), t["samples"]],
-                                                    [pol, t["updates"], t["steps"]])
-        stages[dag.stage_name("evaluate", e)] = _stage(
-            "evaluate", e,
-            [pol, dag.policy_dir(0), te] + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")]
-            + env_deps,
-            [t["eval"]], [dag.metrics_path(e)],
-        )
+    per_stage = params.train.epochs_per_stage if params is not None else 0
+    if per_stage <= 0:
+        for e in range(1, epochs + 1):
+            stages.update(_epoch_steps(e, tr, te, env_deps))
+    else:
+        for a, b in dag.epoch_blocks(epochs, per_stage):
+            stages[dag.block_name(a, b)] = _block(a, b, tr, te, env_deps)
     report = _stage(
         "report", None,
         [dag.metrics_path(e) for e in range(0, epochs + 1)]
@@ -124,7 +161,9 @@ def main(argv=None) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    epochs, what = params.train.epochs, f"train.epochs={params.train.epochs}, env.name={params.env.name}"
+    epochs = params.train.epochs
+    what = (f"train.epochs={epochs}, train.epochs_per_stage={params.train.epochs_per_stage}, "
+            f"env.name={params.env.name}")
     text, out = render(epochs, params), Path(args.out)
     if args.check:
         if not out.exists() or out.read_text() != text:

@@ -36,7 +36,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.exceptions import MissingContextError  # noqa: E402
 from prefect.logging import get_run_logger  # noqa: E402
 
-from pipeline.dag import EPOCH_STAGES, metrics_path, stage_name  # noqa: E402
+from pipeline.dag import metrics_path, stage_name, training_stages  # noqa: E402
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -87,9 +87,21 @@ def run_stage(stage: str, repo: str) -> dict[str, Any]:
     return {"stage": stage, "seconds": round(seconds, 3), "skipped": skipped}
 
 
-def _read_epochs(repo: Path) -> int:
+def _read_train(repo: Path) -> tuple[int, int]:
+    """(train.epochs, train.epochs_per_stage) of ``repo``'s params.yaml."""
     params = yaml.safe_load((repo / "params.yaml").read_text()) or {}
-    return int(params["train"]["epochs"])
+    train = params["train"]
+    return int(train["epochs"]), int(train.get("epochs_per_stage", 0))
+
+
+def training_plan(all_epochs: int, per_stage: int, epochs: int | None = None) -> list[tuple[str, list[int]]]:
+    """The training stages to run for ``epochs`` (default: all) epochs of a graph generated for
+    ``all_epochs`` and ``per_stage``, each with the epochs whose metrics it completes. Multi-epoch stages
+    run whole, so the plan may end past ``epochs`` (at the end of the block holding it)."""
+    n = all_epochs if epochs is None else int(epochs)
+    if per_stage <= 0:
+        return training_stages(n)
+    return [(name, done) for name, done in training_stages(all_epochs, per_stage) if done[0] <= n]
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -135,12 +147,14 @@ def _publish_report(repo: Path) -> str | None:
 def erl_train(repo: str = ".", epochs: int | None = None) -> dict[str, Any]:
     """Run ``init``, then each epoch's stages in order, then ``report``; publish metrics and report.
 
-    ``epochs`` defaults to ``train.epochs`` in ``<repo>/params.yaml``. Returns a summary:
+    ``epochs`` defaults to ``train.epochs`` in ``<repo>/params.yaml``; with ``train.epochs_per_stage`` k >= 1
+    the flow runs whole k-epoch stages, so it may stop after a multiple of k past ``epochs``. Returns a summary:
     ``{"repo", "epochs", "stages": {name: {"seconds", "skipped"}}, "metrics": {epoch: {...}},
     "final_metrics", "report"}``.
     """
     root = Path(repo).resolve()
-    n_epochs = _read_epochs(root) if epochs is None else int(epochs)
+    plan = training_plan(*_read_train(root), epochs)
+    n_epochs = max([e for _, done in plan for e in done], default=0)
     stages: dict[str, dict[str, Any]] = {}
     metrics: dict[int, dict[str, Any]] = {}
 
@@ -153,16 +167,16 @@ def erl_train(repo: str = ".", epochs: int | None = None) -> dict[str, Any]:
     m0 = _read_metrics(root, 0)
     if m0 is not None:
         metrics[0] = m0
-    for e in range(1, n_epochs + 1):
-        for s in EPOCH_STAGES:
-            run(stage_name(s, e))
-        m = _read_metrics(root, e)
-        if m is not None:
-            metrics[e] = m
-        if metrics:
+    for name, done in plan:
+        run(name)
+        for e in done:
+            m = _read_metrics(root, e)
+            if m is not None:
+                metrics[e] = m
+        if done and metrics:
             rows = [{"epoch": ep, **vals} for ep, vals in sorted(metrics.items())]
             create_table_artifact(
-                table=rows, key=METRICS_ARTIFACT_KEY, description=f"ERL metrics per epoch, after epoch {e}"
+                table=rows, key=METRICS_ARTIFACT_KEY, description=f"ERL metrics per epoch, after epoch {done[-1]}"
             )
     run(stage_name("report"))
     report = _publish_report(root)

@@ -65,7 +65,7 @@ def parse(stage: str, doc: str | None, needs_epoch: bool = True, argv: list[str]
     ap.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     ap.add_argument("--artifacts", default=str(dag.ARTIFACTS), help="artifact root (default: artifacts)")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(message)s", stream=sys.stderr, force=True)
     try:
         params = load_params(args.params)
     except ParamsError as exc:
@@ -76,6 +76,20 @@ def parse(stage: str, doc: str | None, needs_epoch: bool = True, argv: list[str]
         print(f"error: --epoch {epoch} is outside {min_epoch}..train.epochs ({params.train.epochs})", file=sys.stderr)
         raise SystemExit(2)
     return StageContext(stage=stage, epoch=epoch, params=params, root=Path(args.artifacts))
+
+
+_NESTED = False
+
+
+@contextmanager
+def nested():
+    """Steps run inside one process (stages.epochs): they leave the process timing line to the runner."""
+    global _NESTED
+    before, _NESTED = _NESTED, True
+    try:
+        yield
+    finally:
+        _NESTED = before
 
 
 @contextmanager
@@ -90,7 +104,7 @@ def stage_errors(ctx_name: str):
     work = time.perf_counter() - t0
     age = process_age()
     log.info("done in %.1f s", work)
-    if age is not None:  # parsed by `erl bench`: start-up = process - work
+    if age is not None and not _NESTED:  # parsed by `erl bench`: start-up = process - work
         log.info("timing: process %.3f s, work %.3f s", age, work)
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline import dag, dvcgen
-from pipeline.config import load_params
+from pipeline.config import Params, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,7 +122,7 @@ def test_main_writes_then_checks(tmp_path, capsys):
     out = tmp_path / "dvc.yaml"
     assert dvcgen.main(["--check", "--params", str(params), "--out", str(out)]) == 1  # missing file
     assert dvcgen.main(["--params", str(params), "--out", str(out)]) == 0
-    assert out.read_text() == dvcgen.render(2)
+    assert out.read_text() == dvcgen.render(2, load_params(params))
     assert dvcgen.main(["--check", "--params", str(params), "--out", str(out)]) == 0
 
 
@@ -135,3 +135,60 @@ def test_main_bad_params_exits_2(tmp_path):
 @pytest.mark.parametrize("epochs", [1, 4])
 def test_render_is_deterministic(epochs):
     assert dvcgen.render(epochs) == dvcgen.render(epochs)
+
+
+def _block_stages(epochs: int, per_stage: int) -> dict:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(epochs=epochs, epochs_per_stage=per_stage)
+    params = Params.model_validate(raw)
+    return yaml.safe_load(dvcgen.render(epochs, params))["stages"]
+
+
+def test_blocks_cover_every_epoch_once():
+    assert dag.epoch_blocks(7, 3) == [(1, 3), (4, 6), (7, 7)]
+    assert dag.epoch_blocks(4, 10) == [(1, 4)]
+    names = list(_block_stages(7, 3))
+    assert names == ["init", "evaluate_e0", "epochs_e1-e3", "epochs_e4-e6", "epoch_e7", "report"]
+    assert [n for n, _ in dag.training_stages(7, 3)] == names[2:-1]
+    assert [d for _, d in dag.training_stages(7, 3)] == [[1, 2, 3], [4, 5, 6], [7]]
+    steps = dag.training_stages(2, 0)
+    assert [n for n, d in steps if d] == ["evaluate_e1", "evaluate_e2"] and len(steps) == 14
+
+
+def test_block_writes_what_the_steps_write():
+    """A multi-epoch stage has exactly the outputs and metrics of its epochs' one-step stages, and reads from
+    outside the block only what epoch `first`'s steps read from earlier epochs."""
+    steps, blocks = _stages(4), _block_stages(4, 2)
+
+    def outs(specs, names, key):
+        got = set()
+        for n in names:
+            for o in specs[n].get(key, []):
+                got.update([o] if isinstance(o, str) else o.keys())
+        return got
+
+    for name, (a, b) in zip(["epochs_e1-e2", "epochs_e3-e4"], dag.epoch_blocks(4, 2)):
+        step_names = [dag.stage_name(s, e) for e in range(a, b + 1) for s in dag.EPOCH_STAGES]
+        assert outs(blocks, [name], "outs") == outs(steps, step_names, "outs")
+        assert outs(blocks, [name], "metrics") == outs(steps, step_names, "metrics")
+        inner = outs(steps, step_names, "outs") | outs(steps, step_names, "metrics")
+        outer = {d for n in step_names for d in steps[n]["deps"] if d.startswith("artifacts/") and d not in inner}
+        assert outer <= set(blocks[name]["deps"]), outer - set(blocks[name]["deps"])
+        assert blocks[name]["cmd"] == f"python -m stages.epochs --first {a} --last {b}"
+        for s in dag.EPOCH_STAGES:
+            assert f"stages/{s}.py" in blocks[name]["deps"]
+
+
+def test_block_graph_is_a_dag_with_known_params():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    produced: set[str] = set()
+    for name, spec in _block_stages(5, 2).items():
+        for dep in spec["deps"]:
+            if dep.startswith("artifacts/"):
+                assert dep in produced, f"{name} depends on {dep}, which no earlier stage writes"
+        for o in spec["outs"] + spec.get("metrics", []):
+            produced.update([o] if isinstance(o, str) else o.keys())
+        for key in spec["params"]:
+            _resolve(raw, key)
+    epochs_keys = _block_stages(2, 1)["epoch_e1"]["params"]
+    assert "env" in epochs_keys and "env.name" not in epochs_keys  # a section, not also its own keys

@@ -4,6 +4,8 @@ with AutoModelForCausalLM, and a second `dvc repro` does no work."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -98,8 +100,29 @@ def test_second_repro_does_no_work(erl_run):
     assert "up to date" in res.stdout
 
 
+def test_separate_step_processes_match_the_one_process_block(erl_run, tmp_path):
+    """``train.epochs_per_stage`` changes only how many processes run an epoch's steps: epoch 1 run as seven
+    separate stage processes gives the same tables, lineage and checkpoint as the two-epoch block did."""
+    repo = erl_run
+    assert "python -m stages.epochs --first 1 --last 2" in (repo / "dvc.yaml").read_text()
+    art = tmp_path / "artifacts"
+    shutil.copytree(repo / dag.epoch_dir(0), art / "init")
+    for s in dag.EPOCH_STAGES:
+        run(["python", "-m", f"stages.{s}", "--epoch", "1", "--artifacts", str(art)], repo)
+    for n in TABLES:
+        block, step = repo / dag.epoch_dir(1) / f"{n}.parquet", dag.epoch_dir(1, art) / f"{n}.parquet"
+        assert read_table(n, block).equals(read_table(n, step)), n
+        lb, ls = read_lineage(block), read_lineage(step)
+        # the same inputs by name; their digests differ only where an input's own footer names its path
+        assert sorted(Path(p).name for p in lb.pop("inputs")) == sorted(Path(p).name for p in ls.pop("inputs")), n
+        assert lb == ls, n
+    assert sha256_dir(repo / dag.policy_dir(1)) == sha256_dir(dag.policy_dir(1, art))
+    assert json.loads((repo / dag.metrics_path(1)).read_text()) == json.loads(dag.metrics_path(1, art).read_text())
+
+
 def test_rlvr_writes_empty_reflection_tables_with_same_schema(tmp_path):
-    repo = make_project(tmp_path, {"algorithm": "rlvr", "train": {"epochs": 1}})
+    # one DVC stage per step here (the block layout is what erl_run uses)
+    repo = make_project(tmp_path, {"algorithm": "rlvr", "train": {"epochs": 1, "epochs_per_stage": 0}})
     res = dvc(repo, "repro", "evaluate_e1", check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     t = tables(repo, 1)

@@ -145,3 +145,15 @@ def test_erl_train_end_to_end(prefect_server, fake_repo: Path):
     assert list(summary2["stages"]) == expected
     assert all(v["skipped"] for v in summary2["stages"].values()), summary2["stages"]
     assert (fake_repo / "run_order.txt").read_text().split() == expected
+
+
+def test_training_plan_steps_and_blocks():
+    from pipeline.flows import training_plan
+
+    steps = training_plan(3, 0, 2)
+    assert [n for n, _ in steps] == [stage_name(s, e) for e in (1, 2) for s in EPOCH_STAGES]
+    assert [d for _, d in steps if d] == [[1], [2]]
+    assert training_plan(10, 4) == [("epochs_e1-e4", [1, 2, 3, 4]), ("epochs_e5-e8", [5, 6, 7, 8]),
+                                     ("epochs_e9-e10", [9, 10])]
+    assert training_plan(10, 4, 5) == training_plan(10, 4)[:2]  # whole blocks: epoch 5 ends with its block
+    assert training_plan(10, 4, 0) == []
