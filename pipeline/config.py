@@ -51,6 +51,7 @@ class FrozenLakeParams(_Strict):
     row_numbers: bool = Field(False, description="prefix each board row with its index")
     coords: bool = Field(False, description="add a line with the coordinates of A and B (encoding choice)")
     near: bool = Field(False, description="add a line naming the symbol next to A in each direction (encoding choice)")
+    relative: bool = Field(False, description="add a line with the offset of B from A, rows then columns (encoding choice)")
 
     @model_validator(mode="after")
     def _ranges(self):

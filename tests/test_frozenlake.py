@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from pipeline.config import EnvParams
+from pipeline.envs import make_env
 from pipeline.envs.base import Task
 from pipeline.envs.frozenlake import FrozenLake, map_key, parse_action, solve, solve_path
 from env_util import blk, play
@@ -119,6 +121,14 @@ def test_render_coords_and_near_restate_the_board():
     assert env.render(env.reset(TASK)) == board + "\nA 0 0 B 2 2\nnear : left X down D right D up X"
     state, _ = play(env, TASK, [blk("right")])
     assert env.render(state).splitlines()[-2:] == ["A 0 1 B 2 2", "near : left D down C right C up X"]
+
+
+def test_render_relative_offset_of_b():
+    env = FrozenLake(max_size=4, relative=True, coords=True)
+    assert env.render(env.reset(TASK)).splitlines()[-2:] == ["A 0 0 B 2 2", "B off +2 +2"]
+    state, _ = play(env, TASK, [blk("right"), blk("right")])
+    assert env.render(state).splitlines()[-1] == "B off +2 +0"
+    assert make_env(EnvParams(frozenlake={"relative": True})).relative  # reachable from params.yaml
 
 
 def test_agent_drawn_on_hole_and_goal():

@@ -119,6 +119,7 @@ class FrozenLake(GridText):
         row_numbers: bool = False,
         coords: bool = False,
         near: bool = False,
+        relative: bool = False,
         sep: str = " ",
     ) -> None:
         if not 2 <= min_size <= max_size:
@@ -138,7 +139,7 @@ class FrozenLake(GridText):
         if self.min_optimal > self.max_optimal:
             raise ValueError(f"min_optimal ({min_optimal}) > max optimal length ({self.max_optimal})")
         self.pad_to, self.row_numbers, self.sep = pad_to, row_numbers, sep
-        self.coords, self.near = coords, near
+        self.coords, self.near, self.relative = coords, near, relative
 
     # ---- tasks -------------------------------------------------------------------------------------------
 
@@ -211,6 +212,9 @@ class FrozenLake(GridText):
         if self.coords:
             (ar, ac), (gr, gc) = state.pos, goal
             lines.append(f"{AGENT} {ar} {ac} {GOAL} {gr} {gc}")
+        if self.relative:
+            (ar, ac), (gr, gc) = state.pos, goal
+            lines.append(f"{GOAL} off {gr - ar:+d} {gc - ac:+d}")
         if self.near:
             r, c = state.pos
             lines.append("near : " + " ".join(f"{a} {_cell(state, r + dr, c + dc)}" for a, (dr, dc) in MOVES.items()))
