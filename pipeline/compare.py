@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import dag
-from pipeline.bench import make_copy, repro_one, sandbox_env, stage_order
+from pipeline.bench import make_copy, repro_one, sandbox_env
 from pipeline.config import ParamsError, load_params
 
 ARMS: dict[str, dict] = {
@@ -55,18 +55,23 @@ def run_arm(params: dict, epochs: int, log, cache_dir: Path | None = None) -> li
         if cache_dir is not None:
             subprocess.run([sys.executable, "-m", "dvc", "config", "--local", "cache.dir", str(cache_dir)], cwd=tmp,
                            env=env, check=True, capture_output=True)
-        t_start, clock = time.perf_counter(), {}
-        for name in stage_order(epochs):
+        per_stage = int((params.get("train") or {}).get("epochs_per_stage", 0))
+        t_start = time.perf_counter()
+        for name in ("init", dag.stage_name("evaluate", 0)):
             res, _ = repro_one(name, tmp, env)
             if res.returncode != 0:
                 raise RuntimeError(f"stage {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
-            if name == dag.stage_name("evaluate", 0):
-                t_start = time.perf_counter()
-            if name.startswith("evaluate_e"):
-                e = int(name.rsplit("_e", 1)[1])
-                clock[e] = time.perf_counter() - t_start
+        t_start, clock, last = time.perf_counter(), {0: 0.0}, 0.0
+        for name, done in dag.training_stages(epochs, per_stage) + [("report", [])]:
+            res, _ = repro_one(name, tmp, env)
+            if res.returncode != 0:
+                raise RuntimeError(f"stage {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+            now = time.perf_counter() - t_start
+            for i, e in enumerate(done):  # epochs of one multi-epoch stage: spread its time evenly
+                clock[e] = last + (now - last) * (i + 1) / len(done)
                 log(f"    epoch {e}: held-out success "
                     f"{json.loads((tmp / dag.metrics_path(e)).read_text())['eval_success']:.3f} at {clock[e]:.0f} s")
+            last = now if done else last
         rows = []
         for e in range(0, epochs + 1):
             m = json.loads((tmp / dag.metrics_path(e)).read_text())
@@ -132,6 +137,9 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
               "(no-reflection ablation), against a plain second try under s0 alone on the same tasks (retry.control, "
               "never trained).", "",
               "Curves against epochs and wall-clock seconds: compare.html. Every epoch of every run: compare.csv.", ""]
+    if meta.get("partial"):
+        lines += [f"**Partial:** the comparison was still running (or was interrupted) after {len(meta['runs'])} runs: "
+                  + ", ".join(meta["runs"]) + ".", ""]
     path.write_text("\n".join(lines))
 
 
@@ -170,6 +178,23 @@ def write_html(results, summary, meta, path: Path) -> None:
 <h2>Table</h2><pre>{md}</pre></body></html>""")
 
 
+def write_outputs(results: dict[tuple[str, int], list[dict]], meta: dict, out: Path, partial: bool = False) -> None:
+    """compare.csv (every epoch of every run), compare.md (the table) and compare.html (the curves)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "compare.csv", "w", newline="") as f:
+        keys = ["arm", "seed", "epoch", "seconds", "eval_success", "train_pre_success", "train_post_success",
+                "retry_success", "retry_control_success", "reflections", "memory_adopted", "update_kl", "update_loss"]
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        for (arm, seed), rows in results.items():
+            for r in rows:
+                w.writerow({"arm": arm, "seed": seed, **r})
+    summary = summarize(results)
+    meta = {**meta, "partial": partial, "runs": [f"{arm} seed {seed}" for arm, seed in results]}
+    write_markdown(summary, meta, out / "compare.md")
+    write_html(results, summary, meta, out / "compare.html")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="erl compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
@@ -188,6 +213,9 @@ def main(argv=None) -> int:
         base = _merge(base, {"train": {"epochs": args.epochs}})
     epochs = int((base.get("train") or {}).get("epochs", load_params(args.params).train.epochs))
     results: dict[tuple[str, int], list[dict]] = {}
+    out = Path(args.out)
+    meta = {"env": load_params(args.params).env.name, "model": load_params(args.params).policy.model,
+            "epochs": epochs, "seeds": list(range(args.seeds))}
     cache = Path(tempfile.mkdtemp(prefix="erl-compare-cache-"))
     try:
         for seed in range(args.seeds):
@@ -195,23 +223,10 @@ def main(argv=None) -> int:
                 print(f"[compare] {arm} seed {seed} ({epochs} epochs)", file=sys.stderr, flush=True)
                 params = _merge(base, {**ARMS[arm], "seed": seed})
                 results[(arm, seed)] = run_arm(params, epochs, lambda m: print(m, file=sys.stderr, flush=True), cache)
+                # after every run, so an interrupted comparison still leaves what it finished
+                write_outputs(results, meta, out, partial=len(results) < args.seeds * len(args.arms))
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "compare.csv", "w", newline="") as f:
-        keys = ["arm", "seed", "epoch", "seconds", "eval_success", "train_pre_success", "train_post_success",
-                "retry_success", "retry_control_success", "reflections", "memory_adopted", "update_kl", "update_loss"]
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        for (arm, seed), rows in results.items():
-            for r in rows:
-                w.writerow({"arm": arm, "seed": seed, **r})
-    summary = summarize(results)
-    p = load_params(args.params)
-    meta = {"env": p.env.name, "model": p.policy.model, "epochs": epochs, "seeds": list(range(args.seeds))}
-    write_markdown(summary, meta, out / "compare.md")
-    write_html(results, summary, meta, out / "compare.html")
     print((out / "compare.md").read_text())
     return 0
 

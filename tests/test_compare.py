@@ -9,7 +9,7 @@ import yaml
 
 from e2e_util import ROOT, TINY, deep_update
 from pipeline.compare import main as compare
-from pipeline.compare import summarize, write_markdown
+from pipeline.compare import summarize, write_markdown, write_outputs
 
 
 def _run(final, retry, control):
@@ -29,11 +29,21 @@ def test_summary_table_spread_and_retry_columns(tmp_path):
     assert "| tiny | frozenlake | 0.600 ± 0.141 | 0.300 |" in md
     assert "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |" in md  # memory: adoptions per run, mean over seeds
     assert "| rlvr | 0.200 | 0.300 | 0.300 | 0.300 | 0.400 | - | - | 3 | 50 |" in md
+    assert "Partial" not in md
+
+
+def test_partial_outputs_say_which_runs_finished(tmp_path):
+    results = {("erl", 0): _run(0.5, 0.4, 0.1)}
+    write_outputs(results, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1]}, tmp_path, partial=True)
+    assert "**Partial:**" in (tmp_path / "compare.md").read_text() and "erl seed 0" in (tmp_path / "compare.md").read_text()
+    assert len(list(csv.DictReader(open(tmp_path / "compare.csv")))) == 2
 
 
 @pytest.mark.slow
 def test_compare_writes_table_curves_and_csv(tmp_path):
-    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), deep_update(copy.deepcopy(TINY), {"train": {"epochs": 1}}))
+    # two epochs in one multi-epoch stage: the wall clock is spread over the epochs of a stage
+    over = {"train": {"epochs": 2, "epochs_per_stage": 2}}
+    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), deep_update(copy.deepcopy(TINY), over))
     pfile = tmp_path / "params.yaml"
     pfile.write_text(yaml.safe_dump(params))
     out = tmp_path / "reports"
@@ -41,10 +51,13 @@ def test_compare_writes_table_curves_and_csv(tmp_path):
     md = (out / "compare.md").read_text()
     assert "| model | task | erl | rlvr |" in md and "| tiny | frozenlake |" in md
     rows = list(csv.DictReader(open(out / "compare.csv")))
-    assert {(r["arm"], r["epoch"]) for r in rows} == {("erl", "0"), ("erl", "1"), ("rlvr", "0"), ("rlvr", "1")}
+    assert {(r["arm"], r["epoch"]) for r in rows} == {(a, e) for a in ("erl", "rlvr") for e in ("0", "1", "2")}
     assert all(0.0 <= float(r["eval_success"]) <= 1.0 for r in rows)
-    # training wall-clock: zero at the epoch-0 evaluation, positive after an epoch
-    assert all((float(r["seconds"]) == 0) == (r["epoch"] == "0") for r in rows)
+    # training wall-clock: zero at the epoch-0 evaluation, then rising epoch by epoch
+    for arm in ("erl", "rlvr"):
+        secs = [float(r["seconds"]) for r in rows if r["arm"] == arm]
+        assert secs[0] == 0 and 0 < secs[1] < secs[2]
+    assert "Partial" not in md
     html = (out / "compare.html").read_text()
     assert html.count("data:image/png;base64") == 2
 
