@@ -192,3 +192,13 @@ def test_block_graph_is_a_dag_with_known_params():
             _resolve(raw, key)
     epochs_keys = _block_stages(2, 1)["epoch_e1"]["params"]
     assert "env" in epochs_keys and "env.name" not in epochs_keys  # a section, not also its own keys
+
+
+@pytest.mark.parametrize("first,last", [(0, 1), (2, 1), (1, 99)])
+def test_epochs_stage_rejects_bad_ranges(first, last, capsys):
+    from stages import epochs as block
+
+    with pytest.raises(SystemExit) as exc:
+        block.main(["--first", str(first), "--last", str(last), "--params", str(ROOT / "params.yaml")])
+    assert exc.value.code == 2
+    assert "train.epochs" in capsys.readouterr().err
