@@ -2,6 +2,8 @@
 values are rejected with the offending key named, before a stage writes anything."""
 from __future__ import annotations
 
+import math
+
 import sys
 from pathlib import Path
 from typing import Literal
@@ -199,6 +201,19 @@ class UpdateParams(_Strict):
     kl_coef: Real = Field(0.001, ge=0.0, description="k3 KL penalty to the epoch-0 policy")
     entropy_coef: Real = Field(0.0, ge=0.0)
     carry_optimizer_state: bool = Field(True, description="AdamW moments travel with the checkpoint")
+    lr_decay_epochs: int = Field(
+        0, ge=0, le=999,
+        description="0 = constant lr; N = cosine decay from lr (epoch 1) to lr * lr_final (epoch N and after)",
+    )
+    lr_final: Real = Field(0.1, gt=0.0, le=1.0, description="the decayed lr as a share of lr")
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (1-based): constant within an epoch, cosine across epochs."""
+        n = self.lr_decay_epochs
+        if n <= 1:
+            return float(self.lr) * (float(self.lr_final) if n == 1 else 1.0)
+        t = min(max(epoch - 1, 0), n - 1) / (n - 1)
+        return float(self.lr) * (float(self.lr_final) + (1.0 - float(self.lr_final)) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 class EvaluateParams(_Strict):

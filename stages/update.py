@@ -38,12 +38,13 @@ def main(argv=None) -> None:
         ref_model, _ = load_causal_lm(str(ctx.policy(0)), p.policy.dtype, device="cpu")
         for q in ref_model.parameters():
             q.requires_grad_(False)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=u.lr, weight_decay=u.weight_decay)
+        lr = u.lr_at(e)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=u.weight_decay)
         carry = u.carry_optimizer_state and accelerator.num_processes == 1
         if carry and (parent / OPTIMIZER_FILE).exists():
             load_optimizer(optimizer, parent / OPTIMIZER_FILE)
             for g in optimizer.param_groups:
-                g["lr"], g["weight_decay"] = u.lr, u.weight_decay
+                g["lr"], g["weight_decay"] = lr, u.weight_decay
         model, optimizer = accelerator.prepare(model, optimizer)
         ref_model = accelerator.prepare_model(ref_model, evaluation_mode=True)
         mine = samples[accelerator.process_index :: accelerator.num_processes]

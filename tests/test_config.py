@@ -220,3 +220,21 @@ def test_paper_preset_validates_and_matches_the_method_page():
     assert (p.update.lr, p.update.clip_low, p.update.clip_high, p.update.dual_clip, p.update.kl_coef) == (1e-6, 0.2, 0.28, 3.0, 0.001)
     assert (p.evaluate.sampling.temperature, p.evaluate.sampling.top_p, p.evaluate.sampling.top_k) == (0.7, 0.8, 20)
     assert (p.env.frozenlake.min_size, p.env.frozenlake.max_size, p.env.frozenlake.budget) == (2, 9, 8)
+
+
+def test_lr_schedule_constant_by_default_and_cosine_when_asked():
+    from pipeline.config import UpdateParams
+
+    const = UpdateParams(lr=1e-3)
+    assert [const.lr_at(e) for e in (1, 7, 500)] == [1e-3] * 3
+    cos = UpdateParams(lr=1e-3, lr_decay_epochs=5, lr_final=0.1)
+    lrs = [cos.lr_at(e) for e in range(1, 8)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[4] == pytest.approx(1e-4)
+    assert lrs[2] == pytest.approx(0.55e-3)  # halfway: the mean of the two ends
+    assert all(a > b for a, b in zip(lrs[:4], lrs[1:5]))  # strictly decreasing over the decay
+    assert lrs[5] == lrs[6] == pytest.approx(1e-4)  # held at the final value after it
+    assert UpdateParams(lr=1e-3, lr_decay_epochs=1, lr_final=0.5).lr_at(1) == pytest.approx(5e-4)
+
+
+def test_lr_final_out_of_range_names_the_key(tmp_path):
+    assert "update.lr_final" in _error(tmp_path, {"update": {"lr_final": 0}})

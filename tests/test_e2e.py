@@ -20,7 +20,8 @@ TABLES = ("attempts", "feedback", "reflections", "retries", "samples", "memory",
 
 @pytest.fixture(scope="module")
 def erl_run(tmp_path_factory):
-    repo = make_project(tmp_path_factory.mktemp("erl"))
+    # a cosine lr over the two epochs: the steps table must show the scheduled lr of each epoch
+    repo = make_project(tmp_path_factory.mktemp("erl"), {"update": {"lr_decay_epochs": 2, "lr_final": 0.5}})
     res = dvc(repo, "repro", check=False)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return repo
@@ -64,6 +65,7 @@ def test_lineage_footers_match_inputs(erl_run):
         for n in TABLES:
             meta = read_lineage(repo / dag.epoch_dir(e) / f"{n}.parquet")
             assert meta["epoch"] == e and meta["code"]["code_sha256"]
+            assert {"python", "torch", "transformers"} <= set(meta["code"]["packages"])
             for path, digest in meta["inputs"].items():
                 assert sha256_path(repo / path) == digest, f"{n}@{e}: {path} changed since it was read"
     assert read_lineage(repo / dag.epoch_dir(1) / "samples.parquet")["params"]["algorithm"] == "erl"
@@ -82,6 +84,16 @@ def test_checkpoint_reloads_and_policy_changed(erl_run):
     m = json.loads((repo / dag.metrics_path(2)).read_text())
     assert m["update_kl"] is not None and m["update_kl"] >= 0 and m["reflections"] > 0
     assert torch.isfinite(torch.tensor(m["update_loss"]))
+
+
+def test_update_follows_the_lr_schedule(erl_run):
+    from pipeline.config import load_params
+
+    u = load_params(erl_run / "params.yaml").update
+    for e in (1, 2):
+        lrs = set(tables(erl_run, e)["steps"]["lr"].round(12))
+        assert lrs == {round(u.lr_at(e), 12)}, (e, lrs)
+    assert u.lr_at(2) == pytest.approx(u.lr / 2)
 
 
 def test_reports_and_metrics(erl_run):
