@@ -7,6 +7,7 @@ every run), so the comparison is committed with the code that produced it.
 
   erl compare --seeds 3                      # 4 arms x 3 seeds x params.yaml's epochs
   erl compare --arms erl rlvr --seeds 1 --epochs 2
+  erl compare --arms erl --seeds 2 --first-seed 1   # seeds 1 and 2 (seed 0 = the main job's run)
 """
 from __future__ import annotations
 
@@ -56,7 +57,6 @@ def run_arm(params: dict, epochs: int, log, cache_dir: Path | None = None) -> li
             subprocess.run([sys.executable, "-m", "dvc", "config", "--local", "cache.dir", str(cache_dir)], cwd=tmp,
                            env=env, check=True, capture_output=True)
         per_stage = int((params.get("train") or {}).get("epochs_per_stage", 0))
-        t_start = time.perf_counter()
         for name in ("init", dag.stage_name("evaluate", 0)):
             res, _ = repro_one(name, tmp, env)
             if res.returncode != 0:
@@ -199,10 +199,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="erl compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..k-1 per arm")
+    ap.add_argument("--seeds", type=int, default=3, help="k seeds per arm: first-seed .. first-seed+k-1")
+    ap.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     ap.add_argument("--out", default="reports", help="where compare.{md,html,csv} go")
     args = ap.parse_args(argv)
+    if args.seeds < 1 or args.first_seed < 0:
+        ap.error("--seeds must be >= 1 and --first-seed >= 0")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     try:
         load_params(args.params)
     except ParamsError as exc:
@@ -215,10 +219,10 @@ def main(argv=None) -> int:
     results: dict[tuple[str, int], list[dict]] = {}
     out = Path(args.out)
     meta = {"env": load_params(args.params).env.name, "model": load_params(args.params).policy.model,
-            "epochs": epochs, "seeds": list(range(args.seeds))}
+            "epochs": epochs, "seeds": seeds}
     cache = Path(tempfile.mkdtemp(prefix="erl-compare-cache-"))
     try:
-        for seed in range(args.seeds):
+        for seed in seeds:
             for arm in args.arms:
                 print(f"[compare] {arm} seed {seed} ({epochs} epochs)", file=sys.stderr, flush=True)
                 params = _merge(base, {**ARMS[arm], "seed": seed})

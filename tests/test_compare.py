@@ -47,10 +47,13 @@ def test_compare_writes_table_curves_and_csv(tmp_path):
     pfile = tmp_path / "params.yaml"
     pfile.write_text(yaml.safe_dump(params))
     out = tmp_path / "reports"
-    assert compare(["--params", str(pfile), "--arms", "erl", "rlvr", "--seeds", "1", "--out", str(out)]) == 0
+    assert compare(["--params", str(pfile), "--arms", "erl", "rlvr", "--seeds", "1", "--first-seed", "3",
+                    "--out", str(out)]) == 0
     md = (out / "compare.md").read_text()
+    assert "seeds [3]" in md
     assert "| model | task | erl | rlvr |" in md and "| tiny | frozenlake |" in md
     rows = list(csv.DictReader(open(out / "compare.csv")))
+    assert {r["seed"] for r in rows} == {"3"}
     assert {(r["arm"], r["epoch"]) for r in rows} == {(a, e) for a in ("erl", "rlvr") for e in ("0", "1", "2")}
     assert all(0.0 <= float(r["eval_success"]) <= 1.0 for r in rows)
     # training wall-clock: zero at the epoch-0 evaluation, then rising epoch by epoch
@@ -67,3 +70,11 @@ def test_compare_rejects_bad_params(tmp_path, capsys):
     bad.write_text("algorithm: ppo\n")
     assert compare(["--params", str(bad)]) == 2
     assert "algorithm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--seeds", "0"], ["--first-seed", "-1"]])
+def test_compare_rejects_bad_seed_ranges(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        compare(args)
+    assert exc.value.code == 2
+    assert "--seeds" in capsys.readouterr().err
