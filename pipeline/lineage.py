@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
+import platform
 import subprocess
 from pathlib import Path
 
@@ -25,7 +27,24 @@ def code_version() -> dict:
         ).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"code_sha256": h.hexdigest(), "git_commit": commit}
+    return {"code_sha256": h.hexdigest(), "git_commit": commit, "packages": package_versions()}
+
+
+# The packages whose versions change numbers: the same code and seed on another torch or transformers
+# release need not give the same bytes (the embedded default's warm start did not, across two installs).
+NUMERIC_PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "safetensors", "vllm")
+
+
+@functools.lru_cache(maxsize=1)
+def package_versions() -> dict:
+    """Installed versions of NUMERIC_PACKAGES (absent ones left out) and Python, read without importing them."""
+    out = {"python": platform.python_version()}
+    for name in NUMERIC_PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
 
 
 def stage_lineage(stage: str, epoch: int | None, inputs: list[Path], params: dict, policy: Path | None = None) -> dict:

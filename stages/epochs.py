@@ -61,6 +61,7 @@ def main(argv=None) -> None:
         for e in range(args.first, args.last + 1):
             for mod in steps:
                 mod.main(["--epoch", str(e)] + common)
+    logging.basicConfig(level=logging.INFO, format="[epochs] %(message)s", stream=sys.stderr, force=True)
     work = time.perf_counter() - t0
     log.info("epochs %d-%d done in %.1f s", args.first, args.last, work)
     age = stagekit.process_age()

@@ -47,3 +47,24 @@ def test_warm_start_learns_the_format_and_checkpoint_reloads(tmp_path):
     x = torch.tensor([tok2.encode("``` left ```", add_special_tokens=False)])
     with torch.no_grad():
         assert torch.allclose(loaded(input_ids=x).logits, model(input_ids=x).logits, atol=1e-5)
+
+
+def test_init_is_deterministic_per_seed():
+    """Same seed, same install: the same tokenizer and bit-identical weights after the warm start (what lets
+    `erl compare` share init across arms and a rerun reproduce a run); another seed gives other weights."""
+    env = FrozenLake(min_size=3, max_size=4, pad_to=4, row_numbers=True)
+    tasks = env.generate("train", 30, 0)
+    prompts = PROMPTS["tiny"]
+    p = TinyParams(hidden_size=32, layers=2, heads=2, intermediate_size=64, warmstart_steps=10,
+                   warmstart_batch_size=16, warmstart_lr=5e-3)
+
+    def build(seed):
+        tok = build_tokenizer(corpus_texts(env, prompts, tasks, seed, n_plays=30))
+        model = build_model(tok, p, seed=seed)
+        warm_start(model, tok, format_examples(env, prompts, tasks, 100, seed), p, seed=seed)
+        return tok, {k: v.clone() for k, v in model.state_dict().items()}
+
+    (tok_a, a), (tok_b, b), (_, c) = build(0), build(0), build(1)
+    assert tok_a.get_vocab() == tok_b.get_vocab()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(a[k].shape == c[k].shape and not torch.equal(a[k], c[k]) for k in a)
