@@ -8,6 +8,7 @@ every run), so the comparison is committed with the code that produced it.
   erl compare --seeds 3                      # 4 arms x 3 seeds x params.yaml's epochs
   erl compare --arms erl rlvr --seeds 1 --epochs 2
   erl compare --arms erl --seeds 2 --first-seed 1   # seeds 1 and 2 (seed 0 = the main job's run)
+  erl compare --merge a/compare.csv b/compare.csv --out reports   # one table from runs made separately
 """
 from __future__ import annotations
 
@@ -137,6 +138,8 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
               "(no-reflection ablation), against a plain second try under s0 alone on the same tasks (retry.control, "
               "never trained).", "",
               "Curves against epochs and wall-clock seconds: compare.html. Every epoch of every run: compare.csv.", ""]
+    if meta.get("sources"):
+        lines += ["Merged (`erl compare --merge`) from: " + ", ".join(meta["sources"]) + ".", ""]
     if meta.get("partial"):
         lines += [f"**Partial:** the comparison was still running (or was interrupted) after {len(meta['runs'])} runs: "
                   + ", ".join(meta["runs"]) + ".", ""]
@@ -195,6 +198,38 @@ def write_outputs(results: dict[tuple[str, int], list[dict]], meta: dict, out: P
     write_html(results, summary, meta, out / "compare.html")
 
 
+def _num(v: str):
+    if v == "":
+        return None
+    f = float(v)
+    return int(f) if f.is_integer() and "." not in v else f
+
+
+def read_results(paths: list[Path]) -> dict[tuple[str, int], list[dict]]:
+    """Runs from compare.csv files (of this command, at the same settings), keyed (arm, seed). A run found in
+    two files, or runs of different lengths, are errors that name the files."""
+    results: dict[tuple[str, int], list[dict]] = {}
+    where: dict[tuple[str, int], Path] = {}
+    for path in paths:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or not {"arm", "seed", "epoch", "eval_success"} <= set(rows[0]):
+            raise ValueError(f"{path}: not a compare.csv (needs arm, seed, epoch, eval_success)")
+        mine: dict[tuple[str, int], list[dict]] = {}
+        for r in rows:
+            key = (r["arm"], int(r["seed"]))
+            mine.setdefault(key, []).append({k: _num(v) for k, v in r.items() if k not in ("arm", "seed")})
+        for key, runs in mine.items():
+            if key in results:
+                raise ValueError(f"{key[0]} seed {key[1]} is in both {where[key]} and {path}")
+            results[key], where[key] = sorted(runs, key=lambda r: r["epoch"]), path
+    lengths = {len(rows) - 1 for rows in results.values()}
+    if len(lengths) > 1:
+        raise ValueError("runs of different lengths (epochs " + ", ".join(map(str, sorted(lengths))) + ") in "
+                         + ", ".join(map(str, paths)))
+    return results
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="erl compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
@@ -203,6 +238,10 @@ def main(argv=None) -> int:
     ap.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     ap.add_argument("--out", default="reports", help="where compare.{md,html,csv} go")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="CSV",
+                    help="run nothing: combine the runs of these compare.csv files into one table and one set of "
+                         "curves (runs at the same settings, e.g. seeds or arms run on different days or machines; "
+                         "only their epoch counts are checked)")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.first_seed < 0:
         ap.error("--seeds must be >= 1 and --first-seed >= 0")
@@ -212,6 +251,20 @@ def main(argv=None) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.merge:
+        try:
+            results = read_results(args.merge)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        p = load_params(args.params)
+        meta = {"env": p.env.name, "model": p.policy.model, "epochs": len(next(iter(results.values()))) - 1,
+                "seeds": sorted({s for _, s in results}), "sources": [str(x) for x in args.merge]}
+        order = {a: i for i, a in enumerate(ARMS)}
+        results = dict(sorted(results.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], len(order)))))
+        write_outputs(results, meta, Path(args.out))
+        print((Path(args.out) / "compare.md").read_text())
+        return 0
     base = yaml.safe_load(Path(args.params).read_text()) or {}
     if args.epochs is not None:
         base = _merge(base, {"train": {"epochs": args.epochs}})

@@ -32,6 +32,29 @@ def test_summary_table_spread_and_retry_columns(tmp_path):
     assert "Partial" not in md
 
 
+def test_merge_combines_runs_made_separately_and_refuses_clashes(tmp_path, capsys):
+    write_outputs({("rlvr", 0): _run(0.3, None, None), ("erl", 1): _run(0.7, 0.2, 0.3)},
+                  {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1]}, tmp_path / "a")
+    write_outputs({("erl", 0): _run(0.5, 0.4, 0.1)}, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0]},
+                  tmp_path / "b")
+    a, b = tmp_path / "a" / "compare.csv", tmp_path / "b" / "compare.csv"
+    assert compare(["--merge", str(a), str(b), "--out", str(tmp_path / "m")]) == 0
+    md = (tmp_path / "m" / "compare.md").read_text()
+    # the same table as one comparison of the three runs would give; arms in the usual order (rlvr first)
+    assert "| tiny | frozenlake | 0.300 | 0.600 ± 0.141 |" in md
+    assert "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |" in md
+    assert "seeds [0, 1]" in md and str(a) in md and "Partial" not in md
+    assert len(list(csv.DictReader(open(tmp_path / "m" / "compare.csv")))) == 6
+    capsys.readouterr()
+    assert compare(["--merge", str(a), str(a), "--out", str(tmp_path / "x")]) == 2  # the same run twice
+    assert "rlvr seed 0 is in both" in capsys.readouterr().err
+    write_outputs({("rlvr", 5): _run(0.3, None, None)[:1]}, {"env": "frozenlake", "model": "tiny", "epochs": 0,
+                                                           "seeds": [5]}, tmp_path / "c")
+    assert compare(["--merge", str(a), str(tmp_path / "c" / "compare.csv"), "--out", str(tmp_path / "y")]) == 2
+    assert "different lengths" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # nothing written on an error
+
+
 def test_partial_outputs_say_which_runs_finished(tmp_path):
     results = {("erl", 0): _run(0.5, 0.4, 0.1)}
     write_outputs(results, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1]}, tmp_path, partial=True)
