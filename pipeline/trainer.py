@@ -1,8 +1,16 @@
 """The policy update of one epoch with accelerate (one process on CPU; ``accelerate launch`` for DDP/FSDP on
 GPUs). Samples are lists of (prompt, response) segments: one segment per turn, so environment tokens are
-never trained on. Loss = sum over a sample's response tokens, mean over samples."""
+never trained on. Loss = sum over a sample's response tokens, mean over samples.
+
+With several processes each one trains its own shard of the samples, in lockstep: every process takes the
+same number of optimizer steps (a process whose shard has run out takes part with a zero-loss backward) and
+synchronizes gradients exactly once per step (the micro-batches before the last one run under ``no_sync``),
+so shards of different sizes or token counts cannot leave one process waiting on a collective forever. A
+step's loss is the mean over the samples of the global minibatch (minibatch_size, split across processes)."""
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 import sys
 from dataclasses import dataclass
@@ -79,51 +87,65 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
     by_sample: dict[int, list[Segment]] = {}
     for s in segs:
         by_sample.setdefault(s.sample, []).append(s)
-    model.eval()  # old log-probs: recomputed just before the update, with the policy as it is now
-    old = segment_logprobs(model, segs, pad_id, device, u.micro_batch_tokens)
+    plain = accelerator.unwrap_model(model)  # forward-only passes: no DDP wrapper, no collectives
+    plain.eval()  # old log-probs: recomputed just before the update, with the policy as it is now
+    old = segment_logprobs(plain, segs, pad_id, device, u.micro_batch_tokens)
     ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens) if u.kl_coef > 0 else None
     model.train()
     rng = random.Random(seed)
     sample_rows, step_rows, step = [], [], 0
     order = [i for i in range(len(samples)) if i in by_sample]
-    n_steps = u.ppo_epochs * ((len(order) + u.minibatch_size - 1) // u.minibatch_size)
+    procs = accelerator.num_processes
+    m = u.minibatch_size if procs == 1 else max(1, u.minibatch_size // procs)  # this process's share
+    counts = [len(order)] if procs == 1 else \
+        [int(c) for c in accelerator.gather(torch.tensor([len(order)], device=device)).tolist()]
+    n_mb = math.ceil(max(counts) / m) if max(counts) else 0
+    n_steps = u.ppo_epochs * n_mb
     bar = tqdm(total=n_steps, desc="update", file=sys.stderr, disable=None or not accelerator.is_main_process)
     for ppo_epoch in range(u.ppo_epochs):
         rng.shuffle(order)
-        for mb_start in range(0, len(order), u.minibatch_size):
-            mb = order[mb_start : mb_start + u.minibatch_size]
+        for j in range(n_mb):
+            mb = order[j * m : (j + 1) * m]
+            # samples in this step's global minibatch: the loss is their mean (DDP averages over processes)
+            n_global = sum(max(0, min(m, c - j * m)) for c in counts)
             mb_segs = [s for i in mb for s in by_sample[i]]
             stats = {i: {"loss": 0.0, "kl": 0.0, "ratio": 0.0, "clip": 0.0, "n": 0} for i in mb}
             optimizer.zero_grad(set_to_none=True)
             tot_loss = tot_kl = tot_clip = 0.0
             n_tok = 0
-            for chunk in _chunks(mb_segs, u.micro_batch_tokens):
-                lp, mask = _logprobs(model, chunk, pad_id, device)
-                old_lp = torch.zeros_like(lp)
-                ref_lp = torch.zeros_like(lp)
-                adv = torch.zeros(len(chunk), 1, device=device)
-                for r, s in enumerate(chunk):
-                    sl = slice(s.start - 1, len(s.ids) - 1)
-                    old_lp[r, sl] = old[id(s)]
-                    if ref is not None:
-                        ref_lp[r, sl] = ref[id(s)]
-                    adv[r, 0] = samples[s.sample]["advantage"]
-                pg, clipped, ratio = ppo_clip(lp, old_lp, adv, u.clip_low, u.clip_high, u.dual_clip)
-                kl = k3_kl(lp, ref_lp) if ref is not None else torch.zeros_like(lp)
-                tok_loss = (pg + u.kl_coef * kl) * mask
-                if u.entropy_coef > 0:
-                    tok_loss = tok_loss + u.entropy_coef * lp * mask  # -H estimated by the sampled token's log-prob
-                seg_loss = tok_loss.sum(-1)
-                accelerator.backward(seg_loss.sum() / len(mb))
+            chunks = list(_chunks(mb_segs, u.micro_batch_tokens))
+            if not chunks:  # this shard has run out: take part in the gradient all-reduce with zero loss
+                out = model(input_ids=torch.tensor([[pad_id]], device=device)).logits
+                accelerator.backward(out.sum() * 0.0)
+            for ci, chunk in enumerate(chunks):
+                sync = contextlib.nullcontext() if ci == len(chunks) - 1 else accelerator.no_sync(model)
+                with sync:
+                    lp, mask = _logprobs(model, chunk, pad_id, device)
+                    old_lp = torch.zeros_like(lp)
+                    ref_lp = torch.zeros_like(lp)
+                    adv = torch.zeros(len(chunk), 1, device=device)
+                    for r, s in enumerate(chunk):
+                        sl = slice(s.start - 1, len(s.ids) - 1)
+                        old_lp[r, sl] = old[id(s)]
+                        if ref is not None:
+                            ref_lp[r, sl] = ref[id(s)]
+                        adv[r, 0] = samples[s.sample]["advantage"]
+                    pg, clipped, ratio = ppo_clip(lp, old_lp, adv, u.clip_low, u.clip_high, u.dual_clip)
+                    kl = k3_kl(lp, ref_lp) if ref is not None else torch.zeros_like(lp)
+                    tok_loss = (pg + u.kl_coef * kl) * mask
+                    if u.entropy_coef > 0:
+                        tok_loss = tok_loss + u.entropy_coef * lp * mask  # -H estimated by the sampled token's log-prob
+                    seg_loss = tok_loss.sum(-1)
+                    accelerator.backward(seg_loss.sum() / (n_global / procs))
                 with torch.no_grad():
                     for r, s in enumerate(chunk):
                         st = stats[s.sample]
-                        m = mask[r].bool()
+                        m_r = mask[r].bool()
                         st["loss"] += float(seg_loss[r])
-                        st["kl"] += float(kl[r][m].sum())
-                        st["ratio"] += float(ratio[r][m].sum())
-                        st["clip"] += float(clipped[r][m].sum())
-                        st["n"] += int(m.sum())
+                        st["kl"] += float(kl[r][m_r].sum())
+                        st["ratio"] += float(ratio[r][m_r].sum())
+                        st["clip"] += float(clipped[r][m_r].sum())
+                        st["n"] += int(m_r.sum())
                     tot_loss += float(seg_loss.sum())
                     tot_kl += float((kl * mask).sum())
                     tot_clip += float((clipped * mask).sum())
@@ -140,12 +162,12 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
                 })
             step_rows.append({
                 "step": step, "ppo_epoch": ppo_epoch, "n_samples": len(mb), "n_tokens": n_tok,
-                "loss": tot_loss / len(mb), "kl": tot_kl / max(1, n_tok), "clip_frac": tot_clip / max(1, n_tok),
+                "loss": tot_loss / max(1, len(mb)), "kl": tot_kl / max(1, n_tok), "clip_frac": tot_clip / max(1, n_tok),
                 "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
             })
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{tot_loss / len(mb):.4f}", kl=f"{tot_kl / max(1, n_tok):.2e}")
+            bar.set_postfix(loss=f"{tot_loss / max(1, len(mb)):.4f}", kl=f"{tot_kl / max(1, n_tok):.2e}")
     bar.close()
     model.eval()
     return sample_rows, step_rows

@@ -5,6 +5,7 @@ trail: one row per trained sample (advantage, tokens, loss, optimizer step) and 
 
   python -m stages.update --epoch 1                          # CPU, one process
   accelerate launch -m stages.update --epoch 1               # GPUs: DDP/FSDP/DeepSpeed per accelerate config
+  accelerate launch --multi_gpu --num_processes 2 -m stages.update --epoch 1   # DDP, also on CPUs (gloo)
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def main(argv=None) -> None:
     with stagekit.stage_errors("update"):
         import torch
         from accelerate import Accelerator
-        from accelerate.utils import gather_object
+        from accelerate.utils import DistributedDataParallelKwargs, gather_object
 
         from pipeline.engine import load_causal_lm
         from pipeline.seeding import derive_seed
@@ -32,7 +33,10 @@ def main(argv=None) -> None:
         p, e, u = ctx.params, ctx.epoch, ctx.params.update
         parent, out = ctx.policy(e - 1), ctx.policy(e)
         samples = read_rows("samples", ctx.path("samples"))
-        accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # Buffers (rotary frequencies) are the same everywhere: not broadcasting them keeps a forward pass free of
+        # collectives, so processes whose shards need different numbers of micro-batches cannot deadlock.
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                                  kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
         torch.manual_seed(derive_seed(p.seed, e, "update") % 2**31)
         model, tok = load_causal_lm(str(parent), p.policy.dtype, device="cpu")
         ref_model, _ = load_causal_lm(str(ctx.policy(0)), p.policy.dtype, device="cpu")

@@ -4,6 +4,7 @@ with AutoModelForCausalLM, and a second `dvc repro` does no work."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from e2e_util import dvc, make_project, run
 from pipeline import dag
-from pipeline.artifacts import read_lineage, read_table, sha256_dir, sha256_path
+from pipeline.artifacts import read_lineage, read_table, sha256_dir, sha256_path, write_table
 
 pytestmark = pytest.mark.slow
 TABLES = ("attempts", "feedback", "reflections", "retries", "samples", "memory", "updates", "steps", "eval")
@@ -130,6 +131,48 @@ def test_separate_step_processes_match_the_one_process_block(erl_run, tmp_path):
         assert lb == ls, n
     assert sha256_dir(repo / dag.policy_dir(1)) == sha256_dir(dag.policy_dir(1, art))
     assert json.loads((repo / dag.metrics_path(1)).read_text()) == json.loads(dag.metrics_path(1, art).read_text())
+
+
+def test_update_under_accelerate_launch_with_two_processes(erl_run, tmp_path):
+    """``accelerate launch`` with two processes on the CPU (DDP over gloo): shards of unequal size and micro-batches
+    of a few segments each, so the processes need different numbers of forward passes and one of them runs out
+    of samples first. The update must finish (not deadlock on a collective), train every sample once per PPO
+    epoch, and write a checkpoint that reloads and differs from its parent."""
+    import socket
+
+    import yaml
+    from transformers import AutoModelForCausalLM
+
+    repo = erl_run
+    art = tmp_path / "artifacts"
+    shutil.copytree(repo / dag.epoch_dir(0), art / "init")
+    dag.epoch_dir(1, art).mkdir(parents=True)
+    src = repo / dag.epoch_dir(1) / "samples.parquet"
+    samples = read_table("samples", src)
+    n = samples.num_rows - (samples.num_rows + 1) % 2  # odd: rank 0 gets (n+1)/2 samples, rank 1 (n-1)/2
+    assert n >= 3
+    write_table("samples", samples.slice(0, n), dag.epoch_dir(1, art) / "samples.parquet", read_lineage(src))
+    share = n // 2  # per-process minibatch: rank 1 is done after one step, rank 0 needs a second for its last sample
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["update"].update(minibatch_size=2 * share, micro_batch_tokens=64, ppo_epochs=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with socket.socket() as s_:
+        s_.bind(("127.0.0.1", 0))
+        port = s_.getsockname()[1]
+    # --multi_gpu starts torchrun; without a GPU the processes form a gloo group (MULTI_CPU). --cpu would start one.
+    res = run(["python", "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
+               "-m", "stages.update", "--epoch", "1", "--params", str(tmp_path / "params.yaml"), "--artifacts", str(art)],
+              repo, check=False, timeout=300)  # a deadlocked collective would otherwise wait forever
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    upd = read_table("updates", dag.epoch_dir(1, art) / "updates.parquet").to_pandas()
+    assert upd.groupby("sample_id").size().eq(2).all() and upd.sample_id.nunique() == n
+    steps = read_table("steps", dag.epoch_dir(1, art) / "steps.parquet").to_pandas()
+    assert len(steps) == 2 * math.ceil(math.ceil(n / 2) / share)  # per PPO epoch: rank 0's shard in steps of share
+    assert steps.grad_norm.notna().all() and (steps.grad_norm > 0).any()
+    new = AutoModelForCausalLM.from_pretrained(dag.policy_dir(1, art))
+    old = AutoModelForCausalLM.from_pretrained(dag.policy_dir(0, art))
+    assert any(not (a == b).all() for a, b in zip(new.state_dict().values(), old.state_dict().values()))
 
 
 def test_rlvr_writes_empty_reflection_tables_with_same_schema(tmp_path):
