@@ -247,7 +247,7 @@ def main(argv=None) -> int:
         ap.error("--seeds must be >= 1 and --first-seed >= 0")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     try:
-        load_params(args.params)
+        p = load_params(args.params)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -257,7 +257,6 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        p = load_params(args.params)
         meta = {"env": p.env.name, "model": p.policy.model, "epochs": len(next(iter(results.values()))) - 1,
                 "seeds": sorted({s for _, s in results}), "sources": [str(x) for x in args.merge]}
         order = {a: i for i, a in enumerate(ARMS)}
@@ -268,11 +267,10 @@ def main(argv=None) -> int:
     base = yaml.safe_load(Path(args.params).read_text()) or {}
     if args.epochs is not None:
         base = _merge(base, {"train": {"epochs": args.epochs}})
-    epochs = int((base.get("train") or {}).get("epochs", load_params(args.params).train.epochs))
+    epochs = int((base.get("train") or {}).get("epochs", p.train.epochs))
     results: dict[tuple[str, int], list[dict]] = {}
     out = Path(args.out)
-    meta = {"env": load_params(args.params).env.name, "model": load_params(args.params).policy.model,
-            "epochs": epochs, "seeds": seeds}
+    meta = {"env": p.env.name, "model": p.policy.model, "epochs": epochs, "seeds": seeds}
     cache = Path(tempfile.mkdtemp(prefix="erl-compare-cache-"))
     try:
         for seed in seeds:

@@ -3,14 +3,11 @@ values are rejected with the offending key named, before a stage writes anything
 from __future__ import annotations
 
 import math
-
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from typing import Annotated
-
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 PARAMS_FILE = Path("params.yaml")
@@ -209,11 +206,11 @@ class UpdateParams(_Strict):
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch ``epoch`` (1-based): constant within an epoch, cosine across epochs."""
-        n = self.lr_decay_epochs
+        n, lr, final = self.lr_decay_epochs, float(self.lr), float(self.lr_final)
         if n <= 1:
-            return float(self.lr) * (float(self.lr_final) if n == 1 else 1.0)
+            return lr * (final if n == 1 else 1.0)
         t = min(max(epoch - 1, 0), n - 1) / (n - 1)
-        return float(self.lr) * (float(self.lr_final) + (1.0 - float(self.lr_final)) * 0.5 * (1.0 + math.cos(math.pi * t)))
+        return lr * (final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 class EvaluateParams(_Strict):
