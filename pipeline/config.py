@@ -126,6 +126,12 @@ class TinyParams(_Strict):
     warmstart_reading: Real = Field(
         0.0, ge=0.0, le=1.0, description="share of board-reading exercises in the warm start (rest: reply format)"
     )
+    warmstart_exercises: list[Literal["where", "around", "next", "which"]] = Field(
+        ["where", "around", "next", "next"], min_length=1,
+        description="kinds of reading exercise, drawn uniformly (repeat one to weight it): where = coordinates of A "
+                    "and B, around = the symbols next to A, next = A's cell after an action and whether the episode "
+                    "ends, which = the moves from A that reach each symbol",
+    )
 
     @model_validator(mode="after")
     def _heads(self):

@@ -17,6 +17,9 @@ class Example:
     kind: str
 
 
+READING_KINDS = ("where", "around", "next", "next")  # the default mix of board-reading exercises
+
+
 def random_reply(env: Env, state, rng: random.Random) -> str:
     """A well-formed reply with a uniformly random action: the environment's own ``random_reply`` when it has
     one (tool-use environments), else one of ``env.actions`` in a ``` block."""
@@ -68,15 +71,15 @@ def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, see
     return out
 
 
-def reading_examples(env: Env, tasks: list[Task], n: int, seed: int) -> list[Example]:
-    """Board-reading exercises on states from random play (see FrozenLake.reading_exercise); environments
-    without exercises give none."""
+def reading_examples(env: Env, tasks: list[Task], n: int, seed: int,
+                     kinds: tuple[str, ...] = READING_KINDS) -> list[Example]:
+    """Board-reading exercises on states from random play (see FrozenLake.reading_exercise), their kinds drawn
+    uniformly from ``kinds`` (repeat a kind to weight it); environments without exercises give none."""
     exercise = getattr(__import__(type(env).__module__, fromlist=["reading_exercise"]), "reading_exercise", None)
     if exercise is None:
         return []
     rng = random.Random(f"{seed}:reading")
     out: list[Example] = []
-    kinds = ("where", "around", "next", "next")
     while len(out) < n:
         states, _ = random_play(env, rng.choice(tasks), rng, 6)
         state, _ = rng.choice(states)
@@ -86,13 +89,15 @@ def reading_examples(env: Env, tasks: list[Task], n: int, seed: int) -> list[Exa
     return out
 
 
-def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, n_plays: int = 300) -> list[str]:
-    """Text covering everything the embedded tokenizer must spell: prompts, boards, messages, feedback."""
+def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, n_plays: int = 300,
+                 kinds: tuple[str, ...] = READING_KINDS) -> list[str]:
+    """Text covering everything the embedded tokenizer must spell: prompts, boards, messages, feedback, and the
+    reading exercises of ``kinds``."""
     rng = random.Random(f"{seed}:vocab")
     texts = [v.format(summary="") if k == "no_reflection_system" else v
              for k, v in vars(prompts).items() if isinstance(v, str)]
     texts += ["<prompt> </prompt> ``` " + " ".join(getattr(env, "actions", ()))]
-    texts += reading_vocabulary(env)
+    texts += reading_vocabulary(env, kinds)
     if hasattr(env, "vocabulary"):  # every word the environment can show (a knowledge base, questions, ...)
         texts += env.vocabulary(tasks)
     texts += [str(i) for i in range(100)]
@@ -105,6 +110,8 @@ def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, n_p
     return texts
 
 
-def reading_vocabulary(env: Env) -> list[str]:
+def reading_vocabulary(env: Env, kinds: tuple[str, ...] = READING_KINDS) -> list[str]:
+    """The words of the exercises in use (only those: an unused exercise must not change the tokenizer)."""
     mod = __import__(type(env).__module__, fromlist=["EXERCISE_PROMPTS"])
-    return list(getattr(mod, "EXERCISE_PROMPTS", {}).values()) + ["action : end yes no last"]
+    prompts = getattr(mod, "EXERCISE_PROMPTS", {})
+    return [v for k, v in prompts.items() if k in kinds] + ["action : end yes no last" + (" none" if "which" in kinds else "")]

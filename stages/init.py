@@ -60,14 +60,15 @@ def build_policy(params, env, train, out):
         return {"model": params.policy.model, "warmstart": []}
     prompts = prompt_set(params.policy.prompts, params.env.name)
     tp = params.policy.tiny
-    tok = tiny.build_tokenizer(warmstart.corpus_texts(env, prompts, train, params.seed))
+    kinds = tuple(tp.warmstart_exercises)
+    tok = tiny.build_tokenizer(warmstart.corpus_texts(env, prompts, train, params.seed, kinds=kinds))
     model = tiny.build_model(tok, tp, params.seed)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny policy: %d tokens in vocabulary, %.2f M parameters", len(tok), n_params / 1e6)
     n_examples = max(2000, tp.warmstart_steps * 8)
     n_reading = int(round(n_examples * tp.warmstart_reading))
     examples = warmstart.format_examples(env, prompts, train, n_examples - n_reading, params.seed)
-    examples += warmstart.reading_examples(env, train, n_reading, params.seed)
+    examples += warmstart.reading_examples(env, train, n_reading, params.seed, kinds)
     t0 = time.perf_counter()
     curve = tiny.warm_start(model, tok, examples, tp, params.seed)
     tiny.save_policy(model, tok, out)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -300,3 +301,20 @@ def test_reading_exercises_are_read_off_the_board():
             assert user.endswith(f"action : {action}")
             assert ans == f"A {nxt.pos[0]} {nxt.pos[1]} end {'yes' if step.event in ('goal', 'hole') else 'no'}"
             assert "goal" not in ans and "hole" not in ans  # the semantics stay hidden
+        # "which" inverts "around": every move appears under exactly the symbol it reaches, every symbol is listed
+        _, _, which = reading_exercise(env, s, "which", "left")
+        groups = {w[0]: w[1:] for w in (part.split() for part in re.split(r" (?=[BCDX] )", which))}
+        assert list(groups) == ["B", "C", "D", "X"]
+        seen = dict(zip(words[0::2], words[1::2]))
+        for sym, moves in groups.items():
+            assert moves == (["none"] if not any(v == sym for v in seen.values()) else [a for a in seen if seen[a] == sym])
+
+
+def test_unused_exercises_leave_the_tokenizer_alone():
+    """Adding an exercise kind must not change the vocabulary (and so the init) of runs that do not use it."""
+    from pipeline.warmstart import READING_KINDS, reading_vocabulary
+
+    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True)
+    default = " ".join(reading_vocabulary(env, READING_KINDS))
+    assert "none" not in default.split() and "symbol" not in default.split()
+    assert "none" in " ".join(reading_vocabulary(env, ("which",))).split()

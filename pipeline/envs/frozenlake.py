@@ -294,6 +294,7 @@ EXERCISE_PROMPTS = {
     "where": "find A and B .",
     "around": "read the cells next to A .",
     "next": "predict the board after the action .",
+    "which": "list the moves from A to each symbol .",
 }
 
 
@@ -307,9 +308,10 @@ def _cell(state: FrozenLakeState, r: int, c: int) -> str:
 
 
 def reading_exercise(env: "FrozenLake", state: FrozenLakeState, kind: str, action: str) -> tuple[str, str, str]:
-    """(system, user, answer) of one exercise on ``state``: where A and B are, which symbols surround A, or
-    where A is after ``action`` and whether the episode ends there (goal and hole alike say only "end yes").
-    The answers are read off the board or the simulator; they never say which move is good."""
+    """(system, user, answer) of one exercise on ``state``: where A and B are, which symbols surround A,
+    where A is after ``action`` and whether the episode ends there (goal and hole alike say only "end yes"), or
+    the moves from A that reach each symbol ("which": the "around" answer inverted, every symbol asked about
+    alike). The answers are read off the board or the simulator; they never say which move is good."""
     user = env.message(state, None)
     r, c = state.pos
     if kind == "where":
@@ -323,4 +325,8 @@ def reading_exercise(env: "FrozenLake", state: FrozenLakeState, kind: str, actio
         nr, nc = nxt.pos
         end = "yes" if step.event in ("goal", "hole") else "no"
         return EXERCISE_PROMPTS[kind], f"{user}\naction : {action}", f"A {nr} {nc} end {end}"
+    if kind == "which":
+        seen = {a: _cell(state, r + dr, c + dc) for a, (dr, dc) in MOVES.items()}
+        return EXERCISE_PROMPTS[kind], user, " ".join(
+            f"{sym} {' '.join(a for a in ACTIONS if seen[a] == sym) or 'none'}" for sym in (GOAL, HOLE, FROZEN, OUTSIDE))
     raise ValueError(f"unknown exercise {kind!r}")
