@@ -292,3 +292,11 @@ def test_reading_exercises_never_reveal_solutions():
             assert user.endswith(f"action : {action}")
             assert ans.split()[1:3] == [str(nxt.player[0]), str(nxt.player[1])]
             assert "solved" not in ans and "end" not in ans
+        # "which" inverts "around": every move is listed under the symbol it reaches, and only there
+        which = reading_exercise(env, s, "which", "left")[2].split()
+        seen = dict(zip(words[0::2], words[1::2]))
+        for i, w in enumerate(which):
+            if w in MOVES:
+                sym = next(x for x in reversed(which[:i]) if x not in MOVES)
+                assert sym == seen[w]
+        assert sorted(w for w in which if w in MOVES) == sorted(MOVES)

@@ -295,6 +295,7 @@ EXERCISE_PROMPTS = {
     "where": "find A and B .",
     "around": "read the cells next to A .",
     "next": "predict where A and B are after the action .",
+    "which": "list the moves from A to each symbol .",
 }
 
 
@@ -307,7 +308,8 @@ def _where(state: SokobanState) -> str:
 
 def reading_exercise(env: Sokoban, state: SokobanState, kind: str, action: str) -> tuple[str, str, str]:
     """(system, user, answer) of one exercise on ``state``: where the agent and the boxes are, which symbols
-    surround the agent, or where they are after ``action`` (the simulator's answer). Read off the board or the
+    surround the agent, the moves that reach each symbol ("which": the "around" answer inverted, every symbol
+    asked about alike), or where they are after ``action`` (the simulator's answer). Read off the board or the
     simulator; never which move is good, whether the episode ends, or what a symbol means."""
     user = env.message(state, None)
     r, c = state.player
@@ -320,4 +322,9 @@ def reading_exercise(env: Sokoban, state: SokobanState, kind: str, action: str) 
         player, boxes, _ = move(state.spec["size"], state.player, state.boxes, action)
         nxt = replace(state, player=player, boxes=boxes)
         return EXERCISE_PROMPTS[kind], f"{user}\naction : {action}", _where(nxt)
+    if kind == "which":
+        seen = {a: _symbol(state, r + dr, c + dc) for a, (dr, dc) in MOVES.items()}
+        return EXERCISE_PROMPTS[kind], user, " ".join(
+            f"{sym} {' '.join(a for a in seen if seen[a] == sym) or 'none'}"
+            for sym in (BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE))
     raise ValueError(f"unknown exercise {kind!r}")
