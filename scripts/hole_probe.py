@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MOVES = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
+from pipeline.envs.frozenlake import ACTIONS, FROZEN, GOAL, HOLE, MOVES  # noqa: E402
 
 
 def fork_states(art: Path, epoch: int) -> list[tuple[list[int], str, str]]:
@@ -37,16 +37,16 @@ def fork_states(art: Path, epoch: int) -> list[tuple[list[int], str, str]]:
                       if 0 <= pos[0] + dr < n and 0 <= pos[1] + dc < n
                       and abs(pos[0] + dr - goal[0]) + abs(pos[1] + dc - goal[1]) < dist}
             cells = sorted(closer.values())
-            if len(cells) == 2 and cells[0] == "C" and cells[1] in "BD" and a["response_ids"][turn]:
-                hole = next(m for m, v in closer.items() if v == "C")
-                safe = next(m for m, v in closer.items() if v != "C")
+            if len(cells) == 2 and cells[0] == HOLE and cells[1] in (GOAL, FROZEN) and a["response_ids"][turn]:
+                hole = next(m for m, v in closer.items() if v == HOLE)
+                safe = next(m for m, v in closer.items() if v != HOLE)
                 out.append((list(a["prompt_ids"][turn]) + list(a["response_ids"][turn][:1]), hole, safe))
             if action not in MOVES:
                 break
             nr, nc = pos[0] + MOVES[action][0], pos[1] + MOVES[action][1]
             if 0 <= nr < n and 0 <= nc < n:
                 pos = (nr, nc)
-                if grid[nr][nc] == "C" or pos == goal:
+                if grid[nr][nc] == HOLE or pos == goal:
                     break
     return out
 
@@ -73,8 +73,8 @@ def main(argv=None) -> int:
     if not states:
         return 0
     tok = AutoTokenizer.from_pretrained(dag.policy_dir(0, args.artifacts))
-    ids = [tok.convert_tokens_to_ids(m) for m in MOVES]
-    names = list(MOVES)
+    ids = [tok.convert_tokens_to_ids(m) for m in ACTIONS]
+    names = list(ACTIONS)
     for e in args.epochs:
         model = AutoModelForCausalLM.from_pretrained(dag.policy_dir(e, args.artifacts)).eval()
         p_hole = p_safe = wins = 0.0
