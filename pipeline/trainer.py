@@ -99,7 +99,7 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
     m = u.minibatch_size if procs == 1 else max(1, u.minibatch_size // procs)  # this process's share
     counts = [len(order)] if procs == 1 else \
         [int(c) for c in accelerator.gather(torch.tensor([len(order)], device=device)).tolist()]
-    n_mb = math.ceil(max(counts) / m) if max(counts) else 0
+    n_mb = math.ceil(max(counts) / m)
     n_steps = u.ppo_epochs * n_mb
     bar = tqdm(total=n_steps, desc="update", file=sys.stderr, disable=None or not accelerator.is_main_process)
     for ppo_epoch in range(u.ppo_epochs):

@@ -111,7 +111,10 @@ def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, n_p
 
 
 def reading_vocabulary(env: Env, kinds: tuple[str, ...] = READING_KINDS) -> list[str]:
-    """The words of the exercises in use (only those: an unused exercise must not change the tokenizer)."""
+    """The words of the exercises in use (only those: an unused exercise must not change the tokenizer): their
+    prompts, the answer words the environment declares for them (EXERCISE_WORDS), and the words of the "next"
+    exercise and of the reflection's copied note."""
     mod = __import__(type(env).__module__, fromlist=["EXERCISE_PROMPTS"])
-    prompts = getattr(mod, "EXERCISE_PROMPTS", {})
-    return [v for k, v in prompts.items() if k in kinds] + ["action : end yes no last" + (" none" if "which" in kinds else "")]
+    prompts, words = getattr(mod, "EXERCISE_PROMPTS", {}), getattr(mod, "EXERCISE_WORDS", {})
+    extra = "".join(f" {words[k]}" for k in dict.fromkeys(kinds) if k in words)
+    return [v for k, v in prompts.items() if k in kinds] + ["action : end yes no last" + extra]

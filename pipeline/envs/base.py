@@ -71,6 +71,22 @@ class Env(Protocol):
     def map_key(self, task: Task) -> str: ...
 
 
+def neighbours(moves: dict[str, tuple[int, int]], pos: tuple[int, int], cell) -> dict[str, str]:
+    """The symbol each move from ``pos`` reaches (``cell(row, col)`` reads the board), in the order of ``moves``."""
+    return {a: cell(pos[0] + dr, pos[1] + dc) for a, (dr, dc) in moves.items()}
+
+
+def around_answer(seen: dict[str, str]) -> str:
+    """The "around" reading exercise's answer: each move and the symbol it reaches, e.g. ``left D down C ...``."""
+    return " ".join(f"{a} {sym}" for a, sym in seen.items())
+
+
+def which_answer(seen: dict[str, str], symbols: tuple[str, ...]) -> str:
+    """The "which" exercise's answer, the "around" answer inverted: for every symbol in ``symbols`` (all asked
+    about alike) the moves that reach it, or ``none``, e.g. ``B none C right up D left down X none``."""
+    return " ".join(f"{sym} {' '.join(a for a in seen if seen[a] == sym) or 'none'}" for sym in symbols)
+
+
 class GridText:
     """What the grid games (FrozenLake, Sokoban) tell the reflector, read off their rendered boards: where the
     agent ended and the attempt's summary. Needs ``sep``, ``row_numbers``, ``feedback`` and ``agent_symbols``

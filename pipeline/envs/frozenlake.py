@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.envs.base import GridText, Step, Task, Trace, last_code_block
+from pipeline.envs.base import GridText, Step, Task, Trace, around_answer, last_code_block, neighbours, which_answer
 
 AGENT, GOAL, HOLE, FROZEN, OUTSIDE = "A", "B", "C", "D", "X"
 
@@ -216,8 +216,7 @@ class FrozenLake(GridText):
             (ar, ac), (gr, gc) = state.pos, goal
             lines.append(f"{GOAL} off {gr - ar:+d} {gc - ac:+d}")
         if self.near:
-            r, c = state.pos
-            lines.append("near : " + " ".join(f"{a} {_cell(state, r + dr, c + dc)}" for a, (dr, dc) in MOVES.items()))
+            lines.append("near : " + around_answer(neighbours(MOVES, state.pos, lambda i, j: _cell(state, i, j))))
         return "\n".join(lines)
 
     def step(self, state: FrozenLakeState, reply: str) -> tuple[FrozenLakeState, Step]:
@@ -296,6 +295,7 @@ EXERCISE_PROMPTS = {
     "next": "predict the board after the action .",
     "which": "list the moves from A to each symbol .",
 }
+EXERCISE_WORDS = {"which": "none"}  # answer words of an exercise that no prompt, board or feedback contains
 
 
 def _cell(state: FrozenLakeState, r: int, c: int) -> str:
@@ -318,15 +318,13 @@ def reading_exercise(env: "FrozenLake", state: FrozenLakeState, kind: str, actio
         gr, gc = state.spec["goal"]
         return EXERCISE_PROMPTS[kind], user, f"A {r} {c} B {gr} {gc}"
     if kind == "around":
-        cells = " ".join(f"{a} {_cell(state, r + dr, c + dc)}" for a, (dr, dc) in MOVES.items())
-        return EXERCISE_PROMPTS[kind], user, cells
+        return EXERCISE_PROMPTS[kind], user, around_answer(neighbours(MOVES, state.pos, lambda i, j: _cell(state, i, j)))
     if kind == "next":
         nxt, step = env.step(state, f"```{action}```")
         nr, nc = nxt.pos
         end = "yes" if step.event in ("goal", "hole") else "no"
         return EXERCISE_PROMPTS[kind], f"{user}\naction : {action}", f"A {nr} {nc} end {end}"
     if kind == "which":
-        seen = {a: _cell(state, r + dr, c + dc) for a, (dr, dc) in MOVES.items()}
-        return EXERCISE_PROMPTS[kind], user, " ".join(
-            f"{sym} {' '.join(a for a in ACTIONS if seen[a] == sym) or 'none'}" for sym in (GOAL, HOLE, FROZEN, OUTSIDE))
+        seen = neighbours(MOVES, state.pos, lambda i, j: _cell(state, i, j))
+        return EXERCISE_PROMPTS[kind], user, which_answer(seen, (GOAL, HOLE, FROZEN, OUTSIDE))
     raise ValueError(f"unknown exercise {kind!r}")

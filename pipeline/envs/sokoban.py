@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.envs.base import GridText, Step, Task, Trace
+from pipeline.envs.base import GridText, Step, Task, Trace, around_answer, neighbours, which_answer
 from pipeline.envs.frozenlake import ACTIONS, MOVES, parse_action  # the same actions, parsed the same way
 
 AGENT, AGENT_ON_GOAL, BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE = "A", "a", "B", "b", "C", "D", "E", "X"
@@ -297,6 +297,7 @@ EXERCISE_PROMPTS = {
     "next": "predict where A and B are after the action .",
     "which": "list the moves from A to each symbol .",
 }
+EXERCISE_WORDS = {"which": "none"}  # answer words of an exercise that no prompt, board or feedback contains
 
 
 def _where(state: SokobanState) -> str:
@@ -312,19 +313,15 @@ def reading_exercise(env: Sokoban, state: SokobanState, kind: str, action: str) 
     asked about alike), or where they are after ``action`` (the simulator's answer). Read off the board or the
     simulator; never which move is good, whether the episode ends, or what a symbol means."""
     user = env.message(state, None)
-    r, c = state.player
     if kind == "where":
         return EXERCISE_PROMPTS[kind], user, _where(state)
+    seen = neighbours(MOVES, state.player, lambda i, j: _symbol(state, i, j))
     if kind == "around":
-        cells = " ".join(f"{a} {_symbol(state, r + dr, c + dc)}" for a, (dr, dc) in MOVES.items())
-        return EXERCISE_PROMPTS[kind], user, cells
+        return EXERCISE_PROMPTS[kind], user, around_answer(seen)
     if kind == "next":
         player, boxes, _ = move(state.spec["size"], state.player, state.boxes, action)
         nxt = replace(state, player=player, boxes=boxes)
         return EXERCISE_PROMPTS[kind], f"{user}\naction : {action}", _where(nxt)
     if kind == "which":
-        seen = {a: _symbol(state, r + dr, c + dc) for a, (dr, dc) in MOVES.items()}
-        return EXERCISE_PROMPTS[kind], user, " ".join(
-            f"{sym} {' '.join(a for a in seen if seen[a] == sym) or 'none'}"
-            for sym in (BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE))
+        return EXERCISE_PROMPTS[kind], user, which_answer(seen, (BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE))
     raise ValueError(f"unknown exercise {kind!r}")
