@@ -51,6 +51,10 @@ class FrozenLakeParams(_Strict):
     coords: bool = Field(False, description="add a line with the coordinates of A and B (encoding choice)")
     near: bool = Field(False, description="add a line naming the symbol next to A in each direction (encoding choice)")
     relative: bool = Field(False, description="add a line with the offset of B from A, rows then columns (encoding choice)")
+    feedback_from: bool = Field(
+        False, description="the feedback also names the cell the last action was taken from ('Last action: right at "
+                           "2 0.'), and the warm start's reflection note copies that move ('last right 2 0') instead "
+                           "of where the attempt ended ('last 2 1')")
 
     @model_validator(mode="after")
     def _ranges(self):
@@ -126,12 +130,19 @@ class TinyParams(_Strict):
     warmstart_reading: Real = Field(
         0.0, ge=0.0, le=1.0, description="share of board-reading exercises in the warm start (rest: reply format)"
     )
-    warmstart_exercises: list[Literal["where", "around", "next", "which"]] = Field(
+    warmstart_exercises: list[Literal["where", "around", "next", "which", "at"]] = Field(
         ["where", "around", "next", "next"], min_length=1,
         description="kinds of reading exercise, drawn uniformly (repeat one to weight it): where = coordinates of A "
                     "and B, around = the symbols next to A, next = A's cell after an action and whether the episode "
-                    "ends, which = the moves from A that reach each symbol",
+                    "ends, which = the moves from A that reach each symbol, at = whether A stands on the cell a "
+                    "reflection-like note names (FrozenLake only)",
     )
+    warmstart_reflect: Real = Field(
+        0.15, ge=0.0, le=1.0, description="share of the reply-format examples that are reflection-copy exercises "
+                                          "(a failed attempt's summary answered with s0 plus the copied note)")
+    warmstart_memory: Real = Field(
+        0.0, ge=0.0, le=1.0, description="share of the reflection-copy exercises whose prompt shows a memory (s0 "
+                                         "with a random note, like an earlier reflection) that must not be copied")
 
     @model_validator(mode="after")
     def _heads(self):

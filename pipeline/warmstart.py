@@ -42,33 +42,49 @@ def random_play(env: Env, task: Task, rng: random.Random, max_moves: int):
     return states, trace
 
 
-def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, seed: int) -> list[Example]:
+def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, seed: int,
+                    reflect_share: float = 0.15, memory_share: float = 0.0) -> list[Example]:
     """Turn-format exercises: a board under s0 (or under a reflection-like prompt) answered with a random
-    action, and a failed attempt's summary answered with a <prompt> block that restates s0."""
+    action, and (``reflect_share`` of them) a failed attempt's summary answered with a <prompt> block that
+    restates s0. The rest split 12:5 between s0 and retry prompts. ``memory_share`` of the reflection
+    exercises show a memory (s0 with a random note, as an earlier reflection would be) that is not copied."""
     rng = random.Random(f"{seed}:warmstart")
+    s0_until = reflect_share + (1.0 - reflect_share) * (0.6 / 0.85)  # 0.75 at the default share
     out: list[Example] = []
     while len(out) < n:
         task = rng.choice(tasks)
         states, trace = random_play(env, task, rng, 6)
         roll = rng.random()
-        if roll < 0.15 and trace.steps:
+        if roll < reflect_share and trace.steps:
             summary = env.summary(trace, env.render(env.reset(task)), prompts.compact_summary)
-            msgs = reflector_messages(prompts, summary, None)
-            # The reflection restates s0 and copies where the attempt ended from the feedback: a copying
-            # exercise that opens a channel from the feedback to the retry; what to do with it is left to RL.
-            end = env.end_cell(trace) if hasattr(env, "end_cell") else None
-            note = f" last {end[0]} {end[1]}" if end is not None and prompts.compact_summary else ""
+            memory = None
+            if memory_share > 0 and rng.random() < memory_share:
+                memory = f"{prompts.system} {random_note(env, rng)}" if prompts.compact_summary else prompts.system
+            msgs = reflector_messages(prompts, summary, memory)
+            # The reflection restates s0 and copies a fact from the feedback (the environment's
+            # reflection_note: where the attempt ended, or its last move): a copying exercise that opens a
+            # channel from the feedback to the retry; what to do with it is left to RL.
+            note = env.reflection_note(trace) if hasattr(env, "reflection_note") and prompts.compact_summary else None
+            note = f" {note}" if note else ""
             out.append(Example(msgs, f"<prompt> {prompts.system}{note} </prompt>", "reflect-format"))
             continue
         state, last = rng.choice(states)
-        if roll < 0.75:
+        if roll < s0_until:
             system = prompts.system
-        else:  # a retry's system prompt: a reflection (here s0, maybe with a copied cell) + the format reminder
-            cell = f" last {rng.randrange(5)} {rng.randrange(5)}" if prompts.compact_summary and rng.random() < 0.5 else ""
+        else:  # a retry's system prompt: a reflection (here s0, maybe with a note like a copied one) + format reminder
+            cell = f" {random_note(env, rng)}" if prompts.compact_summary and rng.random() < 0.5 else ""
             system = retry_system(prompts, prompts.system + cell)
         msgs = [{"role": "system", "content": system}, {"role": "user", "content": env.message(state, last)}]
         out.append(Example(msgs, random_reply(env, state, rng), "format"))
     return out
+
+
+def random_note(env: Env, rng: random.Random) -> str:
+    """A note like a reflection's copied one, on a random cell: the environment's ``random_note`` when it has
+    one, else ``last r c`` on a 5x5 board."""
+    if hasattr(env, "random_note"):
+        return env.random_note(rng)
+    return f"last {rng.randrange(5)} {rng.randrange(5)}"
 
 
 def reading_examples(env: Env, tasks: list[Task], n: int, seed: int,
@@ -84,7 +100,7 @@ def reading_examples(env: Env, tasks: list[Task], n: int, seed: int,
         states, _ = random_play(env, rng.choice(tasks), rng, 6)
         state, _ = rng.choice(states)
         kind = rng.choice(kinds)
-        system, user, answer = exercise(env, state, kind, rng.choice(env.actions))
+        system, user, answer = exercise(env, state, kind, rng.choice(env.actions), rng)
         out.append(Example([{"role": "system", "content": system}, {"role": "user", "content": user}], answer, kind))
     return out
 

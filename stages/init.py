@@ -67,7 +67,8 @@ def build_policy(params, env, train, out):
     log.info("tiny policy: %d tokens in vocabulary, %.2f M parameters", len(tok), n_params / 1e6)
     n_examples = max(2000, tp.warmstart_steps * 8)
     n_reading = int(round(n_examples * tp.warmstart_reading))
-    examples = warmstart.format_examples(env, prompts, train, n_examples - n_reading, params.seed)
+    examples = warmstart.format_examples(env, prompts, train, n_examples - n_reading, params.seed,
+                                         tp.warmstart_reflect, tp.warmstart_memory)
     examples += warmstart.reading_examples(env, train, n_reading, params.seed, kinds)
     t0 = time.perf_counter()
     curve = tiny.warm_start(model, tok, examples, tp, params.seed)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from e2e_util import dvc, make_project, run
+from e2e_util import ROOT, dvc, make_project, run
 from pipeline import dag
 from pipeline.artifacts import read_lineage, read_table, sha256_dir, sha256_path, write_table
 
@@ -105,6 +105,27 @@ def test_reports_and_metrics(erl_run):
         assert (repo / "reports" / f).stat().st_size > 0
     shown = dvc(repo, "metrics", "show", "--json").stdout
     assert "eval_success" in shown
+
+
+def test_reflection_probe_rebuilds_the_traces_the_feedback_came_from(erl_run, capsys):
+    import importlib.util
+
+    from pipeline.config import load_params
+    from pipeline.envs import make_env
+
+    spec = importlib.util.spec_from_file_location("reflection_probe", ROOT / "scripts" / "reflection_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    env = make_env(load_params(erl_run / "params.yaml").env, erl_run / "artifacts")
+    t = tables(erl_run, 1)
+    feedback = dict(zip(t["feedback"].rollout_id, t["feedback"].feedback))
+    for row in t["attempts"].to_dict("records"):  # the rebuilt trace gives the feedback stage's text back
+        assert env.feedback(probe.trace_of(row)) == feedback[row["rollout_id"]]
+    rows = probe.epoch_rows(erl_run / "artifacts", 1, env)
+    assert len(rows) == len(t["reflections"]) and {r["text"] for r in rows} == set(t["reflections"].reflection)
+    assert probe.main(["--artifacts", str(erl_run / "artifacts"), "--params", str(erl_run / "params.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("epoch") and [line.split()[0] for line in out[1:]] == ["1", "2", "all"]
 
 
 def test_second_repro_does_no_work(erl_run):

@@ -318,3 +318,61 @@ def test_unused_exercises_leave_the_tokenizer_alone():
     default = " ".join(reading_vocabulary(env, READING_KINDS))
     assert "none" not in default.split() and "symbol" not in default.split()
     assert "none" in " ".join(reading_vocabulary(env, ("which",))).split()
+
+
+def test_feedback_from_names_the_cell_of_the_last_move():
+    env = FrozenLake(feedback_from=True)
+    _, trace = play(env, TASK, [blk("right"), blk("right")])  # (0,0) -> (0,1) -> hole (0,2)
+    fb = env.feedback(trace)
+    assert fb.startswith("You fell into a hole at 0 2.") and "Last action: right at 0 1." in fb
+    assert env.last_move(trace) == ("right", (0, 1)) and env.reflection_note(trace) == "last right 0 1"
+    _, trace = play(env, TASK, [blk("down"), blk("left")])  # the blocked move was taken where A stands
+    assert env.last_move(trace) == ("left", (1, 0)) and "Last action: left at 1 0." in env.feedback(trace)
+    _, trace = play(FrozenLake(budget=1, feedback_from=True), TASK, ["?"])
+    assert env.last_move(trace) == ("invalid", (0, 0))
+    assert env.last_move(play(env, TASK, [])[1]) is None and env.reflection_note(play(env, TASK, [])[1]) is None
+    # off by default: the feedback and the note keep their old form
+    plain = FrozenLake()
+    _, trace = play(plain, TASK, [blk("right"), blk("right")])
+    assert "Last action: right." in plain.feedback(trace) and plain.reflection_note(trace) == "last 0 2"
+
+
+def test_warmstart_copy_exercise_copies_the_environment_note():
+    import random
+
+    from pipeline.prompts import prompt_set
+    from pipeline.warmstart import format_examples
+
+    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True, feedback_from=True)
+    tasks = env.generate("train", 40, 0)
+    prompts = prompt_set("tiny", "frozenlake")
+    few = format_examples(env, prompts, tasks, 400, 0)
+    many = format_examples(env, prompts, tasks, 400, 0, reflect_share=0.5)
+    count = lambda exs: sum(e.kind == "reflect-format" for e in exs)  # noqa: E731
+    assert 30 < count(few) < 90 and 160 < count(many) < 240
+    for e in many:
+        if e.kind == "reflect-format":  # the note is copied verbatim from the feedback in the prompt
+            note = re.search(r"last (\w+) (\d) (\d) </prompt>$", e.answer)
+            assert note and f"Last action: {note[1]} at {note[2]} {note[3]}." in e.messages[1]["content"]
+    retry_notes = [e for e in many if e.kind == "format" and "\nanswer with" in e.messages[0]["content"]
+                   and " last " in e.messages[0]["content"]]
+    assert retry_notes and all(re.search(r" last (left|down|right|up) [0-4] [0-4]\n", e.messages[0]["content"])
+                               for e in retry_notes)
+    assert re.fullmatch(r"last (left|down|right|up) [0-4] [0-4]", env.random_note(random.Random(1)))
+
+
+def test_at_exercise_answers_whether_a_stands_on_the_noted_cell():
+    import random
+
+    from pipeline.envs.frozenlake import reading_exercise
+
+    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True, coords=True)
+    rng, answers = random.Random(0), []
+    for task in env.generate("train", 60, 2):
+        s = env.reset(task)
+        system, user, ans = reading_exercise(env, s, "at", "up", rng)
+        r, c = map(int, system.split()[-2:])
+        assert system.split()[-4:-2] == ["last", "up"] and user == env.message(s, None)
+        assert ans == ("yes" if (r, c) == s.pos else "no")
+        answers.append(ans)
+    assert 15 < answers.count("yes") < 45  # both answers occur, about half each

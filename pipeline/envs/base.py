@@ -100,6 +100,12 @@ class GridText:
         """Where the agent stood when the attempt ended (None for an empty trace)."""
         return self._agent_cell(trace.steps[-1].observation) if trace.steps else None
 
+    def reflection_note(self, trace: Trace) -> str | None:
+        """The fact the warm start's copying exercise copies from the feedback into a reflection (compact prompt
+        sets only): where the attempt ended, ``last r c``. None for an empty trace."""
+        end = self.end_cell(trace)
+        return None if end is None else f"last {end[0]} {end[1]}"
+
     def _agent_cell(self, observation: str) -> tuple[int, int] | None:
         """(row, col) of the agent in a rendered board."""
         for r, line in enumerate(observation.splitlines()):

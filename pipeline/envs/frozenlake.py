@@ -121,6 +121,7 @@ class FrozenLake(GridText):
         near: bool = False,
         relative: bool = False,
         sep: str = " ",
+        feedback_from: bool = False,
     ) -> None:
         if not 2 <= min_size <= max_size:
             raise ValueError(f"need 2 <= min_size <= max_size, got {min_size}, {max_size}")
@@ -140,6 +141,7 @@ class FrozenLake(GridText):
             raise ValueError(f"min_optimal ({min_optimal}) > max optimal length ({self.max_optimal})")
         self.pad_to, self.row_numbers, self.sep = pad_to, row_numbers, sep
         self.coords, self.near, self.relative = coords, near, relative
+        self.feedback_from = feedback_from
 
     # ---- tasks -------------------------------------------------------------------------------------------
 
@@ -263,6 +265,34 @@ class FrozenLake(GridText):
         would reorder the embedded tokenizer's vocabulary and so change the committed default run."""
         return []
 
+    def last_move(self, trace: Trace) -> tuple[str, tuple[int, int]] | None:
+        """The attempt's last action ("invalid" when the reply named none) and the cell it was taken from."""
+        if not trace.steps:
+            return None
+        last, (r, c) = trace.steps[-1], self.end_cell(trace)
+        if last.moved:
+            dr, dc = MOVES[last.action]
+            r, c = r - dr, c - dc
+        return last.action or "invalid", (r, c)
+
+    def reflection_note(self, trace: Trace) -> str | None:
+        """What the warm start's copying exercise copies from the feedback into a reflection: where the attempt
+        ended (``last r c``), or with ``feedback_from`` the last action and the cell it was taken from
+        (``last right 2 0``), which the feedback then states."""
+        if not self.feedback_from:
+            return super().reflection_note(trace)
+        if not trace.steps:
+            return None
+        action, (r, c) = self.last_move(trace)
+        return f"last {action} {r} {c}"
+
+    def random_note(self, rng: random.Random) -> str:
+        """A note of the same form on a random cell (the warm start's retry-format turns)."""
+        if not self.feedback_from:
+            return f"last {rng.randrange(5)} {rng.randrange(5)}"
+        side = self.pad_to or self.max_size
+        return f"last {rng.choice(ACTIONS)} {rng.randrange(side)} {rng.randrange(side)}"
+
     # ---- verifier ----------------------------------------------------------------------------------------
 
     def reward(self, trace: Trace) -> float:
@@ -281,6 +311,9 @@ class FrozenLake(GridText):
         where = self.end_cell(trace)
         if where is not None:
             outcome = f"{outcome[:-1]} at {where[0]} {where[1]}."
+        if self.feedback_from and steps:
+            _, (fr, fc) = self.last_move(trace)
+            last = f"{last} at {fr} {fc}"
         return (
             f"{outcome} Actions with no effect: {invalid + blocked} ({invalid} invalid, {blocked} blocked). "
             f"Last action: {last}. Reward={self.reward(trace)}, steps={len(steps)}"
@@ -294,6 +327,7 @@ EXERCISE_PROMPTS = {
     "around": "read the cells next to A .",
     "next": "predict the board after the action .",
     "which": "list the moves from A to each symbol .",
+    "at": "is A at the cell of the note ? note :",
 }
 EXERCISE_WORDS = {"which": "none"}  # answer words of an exercise that no prompt, board or feedback contains
 
@@ -307,11 +341,14 @@ def _cell(state: FrozenLakeState, r: int, c: int) -> str:
     return HOLE if state.spec["grid"][r][c] == HOLE else FROZEN
 
 
-def reading_exercise(env: "FrozenLake", state: FrozenLakeState, kind: str, action: str) -> tuple[str, str, str]:
+def reading_exercise(env: "FrozenLake", state: FrozenLakeState, kind: str, action: str,
+                     rng: random.Random | None = None) -> tuple[str, str, str]:
     """(system, user, answer) of one exercise on ``state``: where A and B are, which symbols surround A,
     where A is after ``action`` and whether the episode ends there (goal and hole alike say only "end yes"), or
     the moves from A that reach each symbol ("which": the "around" answer inverted, every symbol asked about
-    alike). The answers are read off the board or the simulator; they never say which move is good."""
+    alike), or whether A stands on the cell a note names ("at": the note has the form of a reflection's copied
+    note, ``last right 2 0``, on A's own cell half of the time; ``rng`` draws it). The answers are read off the
+    board or the simulator; they never say which move is good."""
     user = env.message(state, None)
     r, c = state.pos
     if kind == "where":
@@ -327,4 +364,10 @@ def reading_exercise(env: "FrozenLake", state: FrozenLakeState, kind: str, actio
     if kind == "which":
         seen = neighbours(MOVES, state.pos, lambda i, j: _cell(state, i, j))
         return EXERCISE_PROMPTS[kind], user, which_answer(seen, (GOAL, HOLE, FROZEN, OUTSIDE))
+    if kind == "at":
+        rng = rng or random.Random(0)
+        side = env.pad_to or env.max_size
+        cell = (r, c) if rng.random() < 0.5 else (rng.randrange(side), rng.randrange(side))
+        note = f"last {action} {cell[0]} {cell[1]}"
+        return f"{EXERCISE_PROMPTS[kind]} {note}", user, "yes" if cell == (r, c) else "no"
     raise ValueError(f"unknown exercise {kind!r}")

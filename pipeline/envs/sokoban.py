@@ -307,11 +307,13 @@ def _where(state: SokobanState) -> str:
     return " ".join(parts)
 
 
-def reading_exercise(env: Sokoban, state: SokobanState, kind: str, action: str) -> tuple[str, str, str]:
+def reading_exercise(env: Sokoban, state: SokobanState, kind: str, action: str,
+                     rng: random.Random | None = None) -> tuple[str, str, str]:
     """(system, user, answer) of one exercise on ``state``: where the agent and the boxes are, which symbols
     surround the agent, the moves that reach each symbol ("which": the "around" answer inverted, every symbol
     asked about alike), or where they are after ``action`` (the simulator's answer). Read off the board or the
-    simulator; never which move is good, whether the episode ends, or what a symbol means."""
+    simulator; never which move is good, whether the episode ends, or what a symbol means. (No exercise here
+    draws from ``rng``.)"""
     user = env.message(state, None)
     if kind == "where":
         return EXERCISE_PROMPTS[kind], user, _where(state)
