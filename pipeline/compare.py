@@ -9,6 +9,7 @@ every run), so the comparison is committed with the code that produced it.
   erl compare --arms erl rlvr --seeds 1 --epochs 2
   erl compare --arms erl --seeds 2 --first-seed 1   # seeds 1 and 2 (seed 0 = the main job's run)
   erl compare --merge a/compare.csv b/compare.csv --out reports   # one table from runs made separately
+  erl compare --merge a.csv b.csv --note "b's runs were made on a slower machine"   # a paragraph for compare.md
 """
 from __future__ import annotations
 
@@ -139,7 +140,10 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
               "never trained).", "",
               "Curves against epochs and wall-clock seconds: compare.html. Every epoch of every run: compare.csv.", ""]
     if meta.get("sources"):
-        lines += ["Merged (`erl compare --merge`) from: " + ", ".join(meta["sources"]) + ".", ""]
+        lines += ["Merged (`erl compare --merge`) from: " + ", ".join(meta["sources"]) + ". Wall-clock seconds compare "
+                  "only runs made on the same machine under the same load.", ""]
+    if meta.get("note"):
+        lines += [meta["note"], ""]
     if meta.get("partial"):
         lines += [f"**Partial:** the comparison was still running (or was interrupted) after {len(meta['runs'])} runs: "
                   + ", ".join(meta["runs"]) + ".", ""]
@@ -242,6 +246,7 @@ def main(argv=None) -> int:
                     help="run nothing: combine the runs of these compare.csv files into one table and one set of "
                          "curves (runs at the same settings, e.g. seeds or arms run on different days or machines; "
                          "only their epoch counts are checked)")
+    ap.add_argument("--note", default="", help="a paragraph for compare.md, e.g. where and when the runs were made")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.first_seed < 0:
         ap.error("--seeds must be >= 1 and --first-seed >= 0")
@@ -258,7 +263,7 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         meta = {"env": p.env.name, "model": p.policy.model, "epochs": len(next(iter(results.values()))) - 1,
-                "seeds": sorted({s for _, s in results}), "sources": [str(x) for x in args.merge]}
+                "seeds": sorted({s for _, s in results}), "sources": [str(x) for x in args.merge], "note": args.note}
         order = {a: i for i, a in enumerate(ARMS)}
         results = dict(sorted(results.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], len(order)))))
         write_outputs(results, meta, Path(args.out))
@@ -270,7 +275,7 @@ def main(argv=None) -> int:
     epochs = int((base.get("train") or {}).get("epochs", p.train.epochs))
     results: dict[tuple[str, int], list[dict]] = {}
     out = Path(args.out)
-    meta = {"env": p.env.name, "model": p.policy.model, "epochs": epochs, "seeds": seeds}
+    meta = {"env": p.env.name, "model": p.policy.model, "epochs": epochs, "seeds": seeds, "note": args.note}
     cache = Path(tempfile.mkdtemp(prefix="erl-compare-cache-"))
     try:
         for seed in seeds:

@@ -38,8 +38,9 @@ def test_merge_combines_runs_made_separately_and_refuses_clashes(tmp_path, capsy
     write_outputs({("erl", 0): _run(0.5, 0.4, 0.1)}, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0]},
                   tmp_path / "b")
     a, b = tmp_path / "a" / "compare.csv", tmp_path / "b" / "compare.csv"
-    assert compare(["--merge", str(a), str(b), "--out", str(tmp_path / "m")]) == 0
+    assert compare(["--merge", str(a), str(b), "--out", str(tmp_path / "m"), "--note", "b ran elsewhere."]) == 0
     md = (tmp_path / "m" / "compare.md").read_text()
+    assert "\nb ran elsewhere.\n" in md and "same machine" in md
     # the same table as one comparison of the three runs would give; arms in the usual order (rlvr first)
     assert "| tiny | frozenlake | 0.300 | 0.600 ± 0.141 |" in md
     assert "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |" in md
