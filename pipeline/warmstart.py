@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from pipeline.envs.base import Env, Task, Trace
+from pipeline.envs.base import Env, Task, Trace, random_cell_note
 from pipeline.prompts import PromptSet, reflector_messages, retry_system
 
 
@@ -82,9 +82,7 @@ def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, see
 def random_note(env: Env, rng: random.Random) -> str:
     """A note like a reflection's copied one, on a random cell: the environment's ``random_note`` when it has
     one, else ``last r c`` on a 5x5 board."""
-    if hasattr(env, "random_note"):
-        return env.random_note(rng)
-    return f"last {rng.randrange(5)} {rng.randrange(5)}"
+    return env.random_note(rng) if hasattr(env, "random_note") else random_cell_note(rng)
 
 
 def reading_examples(env: Env, tasks: list[Task], n: int, seed: int,

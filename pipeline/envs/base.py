@@ -87,6 +87,12 @@ def which_answer(seen: dict[str, str], symbols: tuple[str, ...]) -> str:
     return " ".join(f"{sym} {' '.join(a for a in seen if seen[a] == sym) or 'none'}" for sym in symbols)
 
 
+def random_cell_note(rng, side: int = 5) -> str:
+    """A note of the default form (``last r c``) on a random cell of a ``side`` x ``side`` board: what the warm
+    start's retry-format turns show in place of a copied note."""
+    return f"last {rng.randrange(side)} {rng.randrange(side)}"
+
+
 class GridText:
     """What the grid games (FrozenLake, Sokoban) tell the reflector, read off their rendered boards: where the
     agent ended and the attempt's summary. Needs ``sep``, ``row_numbers``, ``feedback`` and ``agent_symbols``
@@ -105,6 +111,11 @@ class GridText:
         sets only): where the attempt ended, ``last r c``. None for an empty trace."""
         end = self.end_cell(trace)
         return None if end is None else f"last {end[0]} {end[1]}"
+
+    def random_note(self, rng) -> str:
+        """A note of the same form on a random cell (5x5, whatever the board size: the form the default warm
+        start has always used)."""
+        return random_cell_note(rng)
 
     def _agent_cell(self, observation: str) -> tuple[int, int] | None:
         """(row, col) of the agent in a rendered board."""

@@ -289,7 +289,7 @@ class FrozenLake(GridText):
     def random_note(self, rng: random.Random) -> str:
         """A note of the same form on a random cell (the warm start's retry-format turns)."""
         if not self.feedback_from:
-            return f"last {rng.randrange(5)} {rng.randrange(5)}"
+            return super().random_note(rng)
         side = self.pad_to or self.max_size
         return f"last {rng.choice(ACTIONS)} {rng.randrange(side)} {rng.randrange(side)}"
 
