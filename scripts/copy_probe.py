@@ -29,11 +29,11 @@ from pipeline.envs import base  # noqa: E402
 
 
 def short_summary(self, trace, initial_observation, compact=False):
-    """The action list and the feedback: what the copy needs, without the boards."""
+    """The compact summary's action list and feedback lines: what the copy needs, without the boards."""
+    text = _FULL(self, trace, initial_observation, compact)
     if not compact:
-        return _FULL(self, trace, initial_observation, compact)
-    acts = " ".join((s.action or "invalid") + ("" if s.moved else " ( no effect )") for s in trace.steps)
-    return f"Actions: {acts}\nFeedback: {self.feedback(trace)}"
+        return text
+    return "\n".join(line for line in text.splitlines() if line.startswith(("Actions: ", "Feedback: ")))
 
 
 _FULL = base.GridText.summary
@@ -46,13 +46,9 @@ def main(argv=None) -> int:
     ap.add_argument("--policy", type=Path, help="test this policy directory instead of building one")
     ap.add_argument("--attempts", type=int, default=200)
     args = ap.parse_args(argv)
-    from pipeline.config import ParamsError, load_params
+    from pipeline.config import load_or_exit
 
-    try:
-        p = load_params(args.params)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    p = load_or_exit(args.params)
     if p.policy.model != "tiny" or p.env.name != "frozenlake":
         print("error: the probe is for the embedded default (policy.model: tiny) on FrozenLake", file=sys.stderr)
         return 2

@@ -23,19 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.envs.base import Step, Trace  # noqa: E402
-
-
-def trace_of(row: dict) -> Trace:
-    """The finished episode of one attempts row (what the feedback stage computed its feedback from)."""
-    steps = [Step(action=a, valid=a is not None, moved=bool(m), event=ev, done=i == len(row["actions"]) - 1,
-                  observation=obs)
-             for i, (a, m, ev, obs) in enumerate(zip(row["actions"], row["moved"], row["events"], row["observations"]))]
-    return Trace(steps=steps)
+from pipeline.episodes import trace_from_row  # noqa: E402
 
 
 def epoch_rows(art: Path, epoch: int, env) -> list[dict]:
-    """One row per reflection of the epoch: whether it ends with the note, its retry's and the control's reward."""
+    """One row per reflection of the epoch: whether it ends with the note, its retry's and the control's reward.
+    Each failed attempt's trace is rebuilt as the feedback stage rebuilds it."""
     from pipeline import dag
     from pipeline.artifacts import read_rows
 
@@ -46,7 +39,7 @@ def epoch_rows(art: Path, epoch: int, env) -> list[dict]:
     retries = {r["reflection_id"]: r for r in read_rows("retries", d / "retries.parquet") if r["reflection_id"]}
     out = []
     for r in read_rows("reflections", d / "reflections.parquet"):
-        note = env.reflection_note(trace_of(attempts[r["rollout_id"]]))
+        note = env.reflection_note(trace_from_row(attempts[r["rollout_id"]], 0))  # the note needs no budget
         retry = retries.get(r["reflection_id"])
         if retry is None:
             continue
@@ -68,14 +61,10 @@ def main(argv=None) -> int:
     ap.add_argument("--artifacts", type=Path, default=ROOT / "artifacts")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     args = ap.parse_args(argv)
-    from pipeline.config import ParamsError, load_params
+    from pipeline.config import load_or_exit
     from pipeline.envs import make_env
 
-    try:
-        params = load_params(args.params)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    params = load_or_exit(args.params)
     env = make_env(params.env, args.artifacts)
     if not hasattr(env, "reflection_note"):
         print(f"error: environment {params.env.name!r} has no reflection note to look for", file=sys.stderr)

@@ -119,8 +119,8 @@ def test_reflection_probe_rebuilds_the_traces_the_feedback_came_from(erl_run, ca
     env = make_env(load_params(erl_run / "params.yaml").env, erl_run / "artifacts")
     t = tables(erl_run, 1)
     feedback = dict(zip(t["feedback"].rollout_id, t["feedback"].feedback))
-    for row in t["attempts"].to_dict("records"):  # the rebuilt trace gives the feedback stage's text back
-        assert env.feedback(probe.trace_of(row)) == feedback[row["rollout_id"]]
+    for row in t["attempts"].to_dict("records"):  # the probe's rebuilt trace gives the feedback stage's text back
+        assert env.feedback(probe.trace_from_row(row, 0)) == feedback[row["rollout_id"]]
     rows = probe.epoch_rows(erl_run / "artifacts", 1, env)
     assert len(rows) == len(t["reflections"]) and {r["text"] for r in rows} == set(t["reflections"].reflection)
     assert probe.main(["--artifacts", str(erl_run / "artifacts"), "--params", str(erl_run / "params.yaml")]) == 0
