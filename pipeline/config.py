@@ -55,6 +55,9 @@ class FrozenLakeParams(_Strict):
         False, description="the feedback also names the cell the last action was taken from ('Last action: right at "
                            "2 0.'), and the warm start's reflection note copies that move ('last right 2 0') instead "
                            "of where the attempt ended ('last 2 1')")
+    summary_boards: bool = Field(
+        True, description="the reflector's compact summary (prompts: tiny) shows the start and final boards; "
+                          "false: only the action list and the feedback, a third of the tokens (see README)")
 
     @model_validator(mode="after")
     def _ranges(self):

@@ -269,6 +269,18 @@ def test_summary():
     assert text.endswith(env.feedback(trace))
 
 
+def test_compact_summary_with_and_without_boards():
+    env = FrozenLake()
+    init = env.render(env.reset(TASK))
+    _, trace = play(env, TASK, [blk("up"), "x", blk("down")])
+    acts = "Actions: up ( no effect ) invalid ( no effect ) down"
+    full = env.summary(trace, init, compact=True)
+    assert full.startswith("Initial board:\n" + init) and acts in full and "Final board:\nD D C\nA C D" in full
+    short = FrozenLake(summary_boards=False).summary(trace, init, compact=True)
+    assert short == f"{acts}\nFeedback: {env.feedback(trace)}"
+    assert FrozenLake(summary_boards=False).summary(trace, init) == env.summary(trace, init)  # full summary unchanged
+
+
 def test_module_is_pure_python():
     import subprocess
     import sys

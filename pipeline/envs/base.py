@@ -101,6 +101,7 @@ class GridText:
     agent_symbols: tuple[str, ...] = ("A",)
     sep: str
     row_numbers: bool
+    summary_boards: bool = True  # the compact summary shows the start and final boards
 
     def end_cell(self, trace: Trace) -> tuple[int, int] | None:
         """Where the agent stood when the attempt ended (None for an empty trace)."""
@@ -130,9 +131,12 @@ class GridText:
 
     def summary(self, trace: Trace, initial_observation: str, compact: bool = False) -> str:
         """Text of one attempt for the reflector: start board, each step's action/effect/board, feedback.
-        ``compact``: the action list and only the final board (short prompts for the tiny model)."""
+        ``compact``: the start board, the action list and the final board (short prompts for the tiny model);
+        without ``summary_boards`` only the action list and the feedback."""
         if compact:
             acts = " ".join((s.action or "invalid") + ("" if s.moved else " ( no effect )") for s in trace.steps)
+            if not self.summary_boards:
+                return f"Actions: {acts}\nFeedback: {self.feedback(trace)}"
             final = trace.steps[-1].observation if trace.steps else initial_observation
             return (
                 f"Initial board:\n{initial_observation}\nActions: {acts}\nFinal board:\n{final}\n"

@@ -122,6 +122,7 @@ class FrozenLake(GridText):
         relative: bool = False,
         sep: str = " ",
         feedback_from: bool = False,
+        summary_boards: bool = True,
     ) -> None:
         if not 2 <= min_size <= max_size:
             raise ValueError(f"need 2 <= min_size <= max_size, got {min_size}, {max_size}")
@@ -141,7 +142,7 @@ class FrozenLake(GridText):
             raise ValueError(f"min_optimal ({min_optimal}) > max optimal length ({self.max_optimal})")
         self.pad_to, self.row_numbers, self.sep = pad_to, row_numbers, sep
         self.coords, self.near, self.relative = coords, near, relative
-        self.feedback_from = feedback_from
+        self.feedback_from, self.summary_boards = feedback_from, summary_boards
 
     # ---- tasks -------------------------------------------------------------------------------------------
 
