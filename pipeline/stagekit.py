@@ -19,7 +19,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 from pipeline import dag  # noqa: E402
 from pipeline.artifacts import SchemaError  # noqa: E402
-from pipeline.config import Params, ParamsError, load_params  # noqa: E402
+from pipeline.config import Params, ParamsError, load_or_exit  # noqa: E402
 from pipeline.lineage import stage_lineage  # noqa: E402
 
 log = logging.getLogger("erl")
@@ -66,11 +66,7 @@ def parse(stage: str, doc: str | None, needs_epoch: bool = True, argv: list[str]
     ap.add_argument("--artifacts", default=str(dag.ARTIFACTS), help="artifact root (default: artifacts)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(message)s", stream=sys.stderr, force=True)
-    try:
-        params = load_params(args.params)
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    params = load_or_exit(args.params)
     epoch = getattr(args, "epoch", None)
     if needs_epoch and not min_epoch <= epoch <= params.train.epochs:
         print(f"error: --epoch {epoch} is outside {min_epoch}..train.epochs ({params.train.epochs})", file=sys.stderr)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from pipeline import dag, stagekit
-from pipeline.config import ParamsError, load_params
+from pipeline.config import load_or_exit
 
 log = logging.getLogger("erl")
 
@@ -45,11 +45,7 @@ def main(argv=None) -> None:
     ap.add_argument("--artifacts", default=str(dag.ARTIFACTS), help="artifact root (default: artifacts)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[epochs] %(message)s", stream=sys.stderr)
-    try:
-        epochs = load_params(args.params).train.epochs
-    except ParamsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    epochs = load_or_exit(args.params).train.epochs
     if not 1 <= args.first <= args.last <= epochs:
         print(f"error: need 1 <= --first ({args.first}) <= --last ({args.last}) <= train.epochs ({epochs})",
               file=sys.stderr)
