@@ -300,3 +300,18 @@ def test_reading_exercises_never_reveal_solutions():
                 sym = next(x for x in reversed(which[:i]) if x not in MOVES)
                 assert sym == seen[w]
         assert sorted(w for w in which if w in MOVES) == sorted(MOVES)
+
+
+def test_at_exercise_asks_whether_the_agent_stands_on_the_noted_cell():
+    import random
+
+    env = Sokoban(min_size=6, max_size=7, pad_to=7, row_numbers=True)
+    rng, answers = random.Random(0), []
+    for task in env.generate("train", 40, 3):
+        s = env.reset(task)
+        system, user, ans = reading_exercise(env, s, "at", "left", rng)
+        r, c = map(int, system.split()[-2:])
+        assert system.split()[-3] == "last" and user == env.message(s, None)  # the form of Sokoban's note
+        assert ans == ("yes" if (r, c) == s.player else "no") and 0 <= r < 7 and 0 <= c < 7
+        answers.append(ans)
+    assert 8 < answers.count("yes") < 32

@@ -87,6 +87,13 @@ def which_answer(seen: dict[str, str], symbols: tuple[str, ...]) -> str:
     return " ".join(f"{sym} {' '.join(a for a in seen if seen[a] == sym) or 'none'}" for sym in symbols)
 
 
+def noted_cell(pos: tuple[int, int], side: int, rng) -> tuple[tuple[int, int], str]:
+    """The "at" exercise's cell and answer: ``pos`` itself half of the time, else a random cell of a ``side`` x
+    ``side`` board; "yes" when the cell is ``pos``."""
+    cell = tuple(pos) if rng.random() < 0.5 else (rng.randrange(side), rng.randrange(side))
+    return cell, "yes" if cell == tuple(pos) else "no"
+
+
 def random_cell_note(rng, side: int = 5) -> str:
     """A note of the default form (``last r c``) on a random cell of a ``side`` x ``side`` board: what the warm
     start's retry-format turns show in place of a copied note."""

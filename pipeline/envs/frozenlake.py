@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.envs.base import GridText, Step, Task, Trace, around_answer, last_code_block, neighbours, which_answer
+from pipeline.envs.base import GridText, Step, Task, Trace, around_answer, last_code_block, neighbours, noted_cell, which_answer
 
 AGENT, GOAL, HOLE, FROZEN, OUTSIDE = "A", "B", "C", "D", "X"
 
@@ -366,9 +366,6 @@ def reading_exercise(env: "FrozenLake", state: FrozenLakeState, kind: str, actio
         seen = neighbours(MOVES, state.pos, lambda i, j: _cell(state, i, j))
         return EXERCISE_PROMPTS[kind], user, which_answer(seen, (GOAL, HOLE, FROZEN, OUTSIDE))
     if kind == "at":
-        rng = rng or random.Random(0)
-        side = env.pad_to or env.max_size
-        cell = (r, c) if rng.random() < 0.5 else (rng.randrange(side), rng.randrange(side))
-        note = f"last {action} {cell[0]} {cell[1]}"
-        return f"{EXERCISE_PROMPTS[kind]} {note}", user, "yes" if cell == (r, c) else "no"
+        cell, answer = noted_cell((r, c), env.pad_to or env.max_size, rng or random.Random(0))
+        return f"{EXERCISE_PROMPTS[kind]} last {action} {cell[0]} {cell[1]}", user, answer
     raise ValueError(f"unknown exercise {kind!r}")

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.envs.base import GridText, Step, Task, Trace, around_answer, neighbours, which_answer
+from pipeline.envs.base import GridText, Step, Task, Trace, around_answer, neighbours, noted_cell, which_answer
 from pipeline.envs.frozenlake import ACTIONS, MOVES, parse_action  # the same actions, parsed the same way
 
 AGENT, AGENT_ON_GOAL, BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE = "A", "a", "B", "b", "C", "D", "E", "X"
@@ -296,6 +296,7 @@ EXERCISE_PROMPTS = {
     "around": "read the cells next to A .",
     "next": "predict where A and B are after the action .",
     "which": "list the moves from A to each symbol .",
+    "at": "is A at the cell of the note ? note :",
 }
 EXERCISE_WORDS = {"which": "none"}  # answer words of an exercise that no prompt, board or feedback contains
 
@@ -312,8 +313,8 @@ def reading_exercise(env: Sokoban, state: SokobanState, kind: str, action: str,
     """(system, user, answer) of one exercise on ``state``: where the agent and the boxes are, which symbols
     surround the agent, the moves that reach each symbol ("which": the "around" answer inverted, every symbol
     asked about alike), or where they are after ``action`` (the simulator's answer). Read off the board or the
-    simulator; never which move is good, whether the episode ends, or what a symbol means. (No exercise here
-    draws from ``rng``.)"""
+    simulator; never which move is good, whether the episode ends, or what a symbol means. Or ("at") whether
+    the agent stands on the cell a note names (on its own cell half of the time; ``rng`` draws it)."""
     user = env.message(state, None)
     if kind == "where":
         return EXERCISE_PROMPTS[kind], user, _where(state)
@@ -326,4 +327,7 @@ def reading_exercise(env: Sokoban, state: SokobanState, kind: str, action: str,
         return EXERCISE_PROMPTS[kind], f"{user}\naction : {action}", _where(nxt)
     if kind == "which":
         return EXERCISE_PROMPTS[kind], user, which_answer(seen, (BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE))
+    if kind == "at":  # the note has the form of a reflection's copied note here, ``last r c``
+        cell, answer = noted_cell(state.player, env.pad_to or env.max_size, rng or random.Random(0))
+        return f"{EXERCISE_PROMPTS[kind]} last {cell[0]} {cell[1]}", user, answer
     raise ValueError(f"unknown exercise {kind!r}")
