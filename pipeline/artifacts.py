@@ -149,6 +149,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("clip_frac", pa.float64()),
             ("grad_norm", pa.float64()),
             ("lr", pa.float64()),
+            ("replay_loss", pa.float64()),  # teacher-forced loss on the replayed warm-start exercises; null = off
             ("checkpoint_sha256", _str),
             ("parent_sha256", _str),
         ]

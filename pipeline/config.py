@@ -138,7 +138,7 @@ class TinyParams(_Strict):
         description="kinds of reading exercise, drawn uniformly (repeat one to weight it): where = coordinates of A "
                     "and B, around = the symbols next to A, next = A's cell after an action and whether the episode "
                     "ends, which = the moves from A that reach each symbol, at = whether A stands on the cell a "
-                    "reflection-like note names (FrozenLake only)",
+                    "reflection-like note names",
     )
     warmstart_reflect: Real = Field(
         0.15, ge=0.0, le=1.0, description="share of the reply-format examples that are reflection-copy exercises "
@@ -216,13 +216,29 @@ class UpdateParams(_Strict):
     clip_high: Real = Field(0.28, ge=0.0)
     dual_clip: Real = Field(3.0, gt=1.0, description="dual-clip bound c for negative advantages")
     kl_coef: Real = Field(0.001, ge=0.0, description="k3 KL penalty to the epoch-0 policy")
+    kl_coef_reflection: Real | None = Field(
+        None, ge=0.0, description="the KL coefficient of reflection samples (null = kl_coef): a stronger anchor "
+                                  "keeps what the warm start taught the reflector (see README)")
     entropy_coef: Real = Field(0.0, ge=0.0)
+    replay_coef: Real = Field(
+        0.0, ge=0.0, description="weight of a teacher-forced loss on the warm start's exercises, replayed in every "
+                                 "optimizer step (policy.model: tiny only; 0 = off; see README)")
+    replay_batch: int = Field(8, ge=1, description="replayed exercises per optimizer step")
+    replay_reading: Real = Field(
+        0.5, ge=0.0, le=1.0, description="share of board-reading exercises in the replay (rest: reflection-copy "
+                                         "exercises)")
     carry_optimizer_state: bool = Field(True, description="AdamW moments travel with the checkpoint")
     lr_decay_epochs: int = Field(
         0, ge=0, le=999,
         description="0 = constant lr; N = cosine decay from lr (epoch 1) to lr * lr_final (epoch N and after)",
     )
     lr_final: Real = Field(0.1, gt=0.0, le=1.0, description="the decayed lr as a share of lr")
+
+    def kl_of(self, kind: str) -> float:
+        """The KL coefficient of a sample of this kind (first, reflection, second, distilled)."""
+        if kind == "reflection" and self.kl_coef_reflection is not None:
+            return float(self.kl_coef_reflection)
+        return float(self.kl_coef)
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch ``epoch`` (1-based): constant within an epoch, cosine across epochs."""
@@ -265,6 +281,8 @@ class Params(_Strict):
     def _pool(self):
         if self.sample.tasks_per_epoch > self.env.n_train:
             raise ValueError("sample.tasks_per_epoch must be <= env.n_train (rollout ids would repeat)")
+        if self.update.replay_coef > 0 and self.policy.model != "tiny":
+            raise ValueError("update.replay_coef replays the embedded default's warm start: it needs policy.model: tiny")
         return self
 
     @property

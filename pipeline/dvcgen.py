@@ -66,7 +66,7 @@ def _epoch_steps(e: int, tr: Path, te: Path, env_deps: list[Path]) -> dict:
         "consolidate", e, [t["attempts"], t["feedback"], t["reflections"], t["retries"], prev_mem],
         [t["samples"], t["memory"]],
     )
-    stages[dag.stage_name("update", e)] = _stage("update", e, [prev_pol, dag.policy_dir(0), t["samples"]],
+    stages[dag.stage_name("update", e)] = _stage("update", e, [prev_pol, dag.policy_dir(0), tr, t["samples"]],
                                                 [pol, t["updates"], t["steps"]])
     stages[dag.stage_name("evaluate", e)] = _stage(
         "evaluate", e,

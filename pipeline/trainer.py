@@ -80,8 +80,11 @@ def segment_logprobs(model, segs: list[Segment], pad_id: int, device, max_tokens
     return out
 
 
-def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u: UpdateParams, pad_id: int, seed: int):
-    """One epoch of updates. Returns (per-sample rows, per-step rows) for this process's samples."""
+def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u: UpdateParams, pad_id: int, seed: int,
+                replay: list[tuple[list[int], list[int]]] | None = None):
+    """One epoch of updates. Returns (per-sample rows, per-step rows) for this process's samples. ``replay``:
+    (prompt ids, answer ids) of warm-start exercises; each optimizer step adds ``u.replay_coef`` times their
+    teacher-forced loss on the next ``u.replay_batch`` of them (cycling)."""
     device = accelerator.device
     segs = segments_of(samples)
     by_sample: dict[int, list[Segment]] = {}
@@ -90,7 +93,8 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
     plain = accelerator.unwrap_model(model)  # forward-only passes: no DDP wrapper, no collectives
     plain.eval()  # old log-probs: recomputed just before the update, with the policy as it is now
     old = segment_logprobs(plain, segs, pad_id, device, u.micro_batch_tokens)
-    ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens) if u.kl_coef > 0 else None
+    kl_on = u.kl_coef > 0 or bool(u.kl_coef_reflection)
+    ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens) if kl_on else None
     model.train()
     rng = random.Random(seed)
     sample_rows, step_rows, step = [], [], 0
@@ -113,6 +117,13 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
             optimizer.zero_grad(set_to_none=True)
             tot_loss = tot_kl = tot_clip = 0.0
             n_tok = 0
+            replay_loss = None
+            if replay and u.replay_coef > 0:
+                batch = [replay[(step * u.replay_batch + k) % len(replay)] for k in range(u.replay_batch)]
+                with accelerator.no_sync(model):  # the gradients are all-reduced with the last chunk's below
+                    loss = _replay_loss(model, batch, pad_id, device)
+                    accelerator.backward(u.replay_coef * loss)
+                replay_loss = float(loss.detach())
             chunks = list(_chunks(mb_segs, u.micro_batch_tokens))
             if not chunks:  # this shard has run out: take part in the gradient all-reduce with zero loss
                 out = model(input_ids=torch.tensor([[pad_id]], device=device)).logits
@@ -124,15 +135,17 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
                     old_lp = torch.zeros_like(lp)
                     ref_lp = torch.zeros_like(lp)
                     adv = torch.zeros(len(chunk), 1, device=device)
+                    kl_w = torch.zeros(len(chunk), 1, device=device)
                     for r, s in enumerate(chunk):
                         sl = slice(s.start - 1, len(s.ids) - 1)
                         old_lp[r, sl] = old[id(s)]
                         if ref is not None:
                             ref_lp[r, sl] = ref[id(s)]
                         adv[r, 0] = samples[s.sample]["advantage"]
+                        kl_w[r, 0] = u.kl_of(samples[s.sample]["kind"])
                     pg, clipped, ratio = ppo_clip(lp, old_lp, adv, u.clip_low, u.clip_high, u.dual_clip)
                     kl = k3_kl(lp, ref_lp) if ref is not None else torch.zeros_like(lp)
-                    tok_loss = (pg + u.kl_coef * kl) * mask
+                    tok_loss = (pg + kl_w * kl) * mask
                     if u.entropy_coef > 0:
                         tok_loss = tok_loss + u.entropy_coef * lp * mask  # -H estimated by the sampled token's log-prob
                     seg_loss = tok_loss.sum(-1)
@@ -163,7 +176,7 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
             step_rows.append({
                 "step": step, "ppo_epoch": ppo_epoch, "n_samples": len(mb), "n_tokens": n_tok,
                 "loss": tot_loss / max(1, len(mb)), "kl": tot_kl / max(1, n_tok), "clip_frac": tot_clip / max(1, n_tok),
-                "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
+                "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"], "replay_loss": replay_loss,
             })
             step += 1
             bar.update(1)
@@ -171,6 +184,18 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
     bar.close()
     model.eval()
     return sample_rows, step_rows
+
+
+def _replay_loss(model, batch: list[tuple[list[int], list[int]]], pad_id: int, device) -> torch.Tensor:
+    """Mean cross-entropy on the answer tokens of (prompt ids, answer ids) pairs, right-padded (the warm start's
+    loss)."""
+    width = max(len(a) + len(b) for a, b in batch)
+    ids = torch.full((len(batch), width), pad_id, device=device)
+    labels = torch.full((len(batch), width), -100, device=device)
+    for r, (a, b) in enumerate(batch):
+        ids[r, : len(a) + len(b)] = torch.tensor(a + b, device=device)
+        labels[r, len(a) : len(a) + len(b)] = torch.tensor(b, device=device)
+    return model(input_ids=ids, labels=labels).loss
 
 
 def save_optimizer(optimizer, path) -> None:

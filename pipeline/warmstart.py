@@ -56,17 +56,7 @@ def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, see
         states, trace = random_play(env, task, rng, 6)
         roll = rng.random()
         if roll < reflect_share and trace.steps:
-            summary = env.summary(trace, env.render(env.reset(task)), prompts.compact_summary)
-            memory = None
-            if memory_share > 0 and rng.random() < memory_share:
-                memory = f"{prompts.system} {random_note(env, rng)}" if prompts.compact_summary else prompts.system
-            msgs = reflector_messages(prompts, summary, memory)
-            # The reflection restates s0 and copies a fact from the feedback (the environment's
-            # reflection_note: where the attempt ended, or its last move): a copying exercise that opens a
-            # channel from the feedback to the retry; what to do with it is left to RL.
-            note = env.reflection_note(trace) if hasattr(env, "reflection_note") and prompts.compact_summary else None
-            note = f" {note}" if note else ""
-            out.append(Example(msgs, f"<prompt> {prompts.system}{note} </prompt>", "reflect-format"))
+            out.append(reflection_example(env, prompts, task, trace, rng, memory_share))
             continue
         state, last = rng.choice(states)
         if roll < s0_until:
@@ -76,6 +66,50 @@ def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, see
             system = retry_system(prompts, prompts.system + cell)
         msgs = [{"role": "system", "content": system}, {"role": "user", "content": env.message(state, last)}]
         out.append(Example(msgs, random_reply(env, state, rng), "format"))
+    return out
+
+
+def reflection_example(env: Env, prompts: PromptSet, task: Task, trace: Trace, rng: random.Random,
+                       memory_share: float) -> Example:
+    """The reflection-copy exercise on one failed random-play attempt: its summary (with, ``memory_share`` of
+    the time, a distracting memory, half of those garbled) answered with a <prompt> block that restates s0 and copies a fact from the
+    feedback (the environment's reflection_note: where the attempt ended, or its last move). It opens a channel
+    from the feedback to the retry; what to do with it is left to RL."""
+    summary = env.summary(trace, env.render(env.reset(task)), prompts.compact_summary)
+    memory = None
+    if memory_share > 0 and rng.random() < memory_share:
+        memory = f"{prompts.system} {random_note(env, rng)}" if prompts.compact_summary else prompts.system
+        if rng.random() < 0.5:
+            memory = garbled(memory, rng)
+    msgs = reflector_messages(prompts, summary, memory)
+    note = env.reflection_note(trace) if hasattr(env, "reflection_note") and prompts.compact_summary else None
+    note = f" {note}" if note else ""
+    return Example(msgs, f"<prompt> {prompts.system}{note} </prompt>", "reflect-format")
+
+
+def garbled(text: str, rng: random.Random) -> str:
+    """A reflection gone wrong, as memories come to hold when a garbled reflection's retry succeeds by luck: a
+    prefix of ``text``'s words followed by 1-8 of its words at random. Half the distracting memories of the copy
+    exercise are such, so that the reflector learns to copy from the feedback whatever the memory holds."""
+    words = text.split()
+    keep = words[: rng.randint(1, len(words))]
+    return " ".join(keep + [rng.choice(words) for _ in range(rng.randint(1, 8))])
+
+
+def replay_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, seed: int, reading_share: float,
+                    kinds: tuple[str, ...] = READING_KINDS, memory_share: float = 0.0) -> list[Example]:
+    """Warm-start exercises to replay during RL updates (``update.replay_coef``, like the pretraining mix of
+    PPO-ptx): ``reading_share`` board-reading exercises of ``kinds`` (none for environments without them) and
+    reflection-copy exercises, fresh ones per ``seed``. Never the warm start's random-action turns, which would
+    pull the action policy back toward random play."""
+    out = reading_examples(env, tasks, round(n * reading_share), seed, kinds)
+    rng = random.Random(f"{seed}:replay")
+    while len(out) < n:
+        task = rng.choice(tasks)
+        _, trace = random_play(env, task, rng, 6)
+        if trace.steps:
+            out.append(reflection_example(env, prompts, task, trace, rng, memory_share))
+    rng.shuffle(out)
     return out
 
 

@@ -15,7 +15,7 @@ from pipeline import stagekit
 from pipeline.artifacts import read_rows, sha256_dir, write_table
 
 log = logging.getLogger("erl")
-KEYS = ("seed", "policy", "update")
+KEYS = ("seed", "env", "policy", "update")
 OPTIMIZER_FILE = "optimizer.safetensors"
 
 
@@ -53,8 +53,9 @@ def main(argv=None) -> None:
         ref_model = accelerator.prepare_model(ref_model, evaluation_mode=True)
         mine = samples[accelerator.process_index :: accelerator.num_processes]
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        replay = replay_ids(ctx, tok, len(mine)) if u.replay_coef > 0 else None
         sample_rows, step_rows = train_epoch(accelerator, model, ref_model, optimizer, mine, u, pad,
-                                             derive_seed(p.seed, e, "update-order"))
+                                             derive_seed(p.seed, e, "update-order"), replay)
         sample_rows = gather_object(sample_rows)  # steps: the main process's view is recorded
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -66,13 +67,36 @@ def main(argv=None) -> None:
             sha, parent_sha = sha256_dir(out), sha256_dir(parent)
             update_id = f"e{e}"
             extra = {"update_id": update_id, "epoch": e, "checkpoint_sha256": sha, "parent_sha256": parent_sha}
-            lineage = ctx.lineage([parent, ctx.policy(0), ctx.path("samples")], KEYS, policy=parent)
+            inputs = [parent, ctx.policy(0), ctx.path("samples")] + ([ctx.tasks_train] if replay else [])
+            lineage = ctx.lineage(inputs, KEYS, policy=parent)
             lineage["checkpoint_sha256"] = sha
             write_table("updates", [{**r, **extra} for r in sample_rows], ctx.path("updates"), lineage)
             write_table("steps", [{**r, **extra} for r in step_rows], ctx.path("steps"), lineage)
             last = step_rows[-1] if step_rows else {}
             log.info("%d samples, %d optimizer steps, last loss %.4f, kl %.3g; checkpoint %s",
                      len(sample_rows), len(step_rows), last.get("loss", float("nan")), last.get("kl", float("nan")), sha[:12])
+
+
+def replay_ids(ctx, tok, n_samples: int) -> list[tuple[list[int], list[int]]]:
+    """The warm-start exercises this epoch replays (update.replay_coef), encoded: fresh ones each epoch, drawn
+    on the training tasks with a seed of (seed, epoch), enough for one pass of replay_batch per optimizer step."""
+    import math
+
+    from pipeline import warmstart
+    from pipeline.envs import make_env
+    from pipeline.episodes import task_from_row
+    from pipeline.prompts import prompt_set
+    from pipeline.seeding import derive_seed
+    from pipeline.tiny import encode_example
+
+    p, u = ctx.params, ctx.params.update
+    env = make_env(p.env)
+    tasks = [task_from_row(t) for t in read_rows("tasks", ctx.tasks_train)]
+    n = u.replay_batch * u.ppo_epochs * max(1, math.ceil(n_samples / u.minibatch_size))
+    examples = warmstart.replay_examples(
+        env, prompt_set(p.policy.prompts, p.env.name), tasks, n, derive_seed(p.seed, ctx.epoch, "replay"),
+        u.replay_reading, tuple(p.policy.tiny.warmstart_exercises), p.policy.tiny.warmstart_memory)
+    return [encode_example(tok, ex) for ex in examples]
 
 
 if __name__ == "__main__":

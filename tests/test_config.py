@@ -238,3 +238,10 @@ def test_lr_schedule_constant_by_default_and_cosine_when_asked():
 
 def test_lr_final_out_of_range_names_the_key(tmp_path):
     assert "update.lr_final" in _error(tmp_path, {"update": {"lr_final": 0}})
+
+
+def test_replay_needs_the_embedded_default(tmp_path):
+    msg = _error(tmp_path, {"policy": {"model": "some/hub-model"}, "update": {"replay_coef": 1.0}})
+    assert "update.replay_coef" in msg and "policy.model: tiny" in msg
+    assert _error(tmp_path, {"update": {"replay_coef": -1}}).count("update.replay_coef") == 1
+    assert load_params(_write(tmp_path, {"policy": {"model": "some/hub-model"}})).update.replay_coef == 0.0

@@ -373,6 +373,31 @@ def test_warmstart_copy_exercise_copies_the_environment_note():
     assert re.fullmatch(r"last (left|down|right|up) [0-4] [0-4]", env.random_note(random.Random(1)))
 
 
+def test_replay_examples_are_reading_and_copy_exercises_only():
+    from pipeline.prompts import prompt_set
+    from pipeline.warmstart import replay_examples
+
+    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True, coords=True, feedback_from=True,
+                     summary_boards=False)
+    tasks = env.generate("train", 40, 0)
+    prompts = prompt_set("tiny", "frozenlake")
+    kinds = ("where", "at")
+    exs = replay_examples(env, prompts, tasks, 200, 7, 0.25, kinds, memory_share=0.5)
+    by_kind = {k: sum(e.kind == k for e in exs) for k in {e.kind for e in exs}}
+    assert len(exs) == 200 and by_kind["reflect-format"] == 150 and by_kind["where"] + by_kind["at"] == 50
+    assert "format" not in by_kind  # never the random-action turns
+    copies = [e for e in exs if e.kind == "reflect-format"]
+    for e in copies:  # the short summary (no boards), the note copied from its feedback
+        assert e.messages[1]["content"].startswith("Actions: ")
+        note = re.search(r"last (\w+) (\d) (\d) </prompt>$", e.answer)
+        assert note and f"Last action: {note[1]} at {note[2]} {note[3]}." in e.messages[1]["content"]
+    assert 40 < sum("memory : none" not in e.messages[1]["content"] for e in copies) < 110
+    assert len({e.kind for e in exs[:20]}) > 1  # shuffled, not in blocks
+    again = replay_examples(env, prompts, tasks, 200, 7, 0.25, kinds, memory_share=0.5)
+    other = replay_examples(env, prompts, tasks, 200, 8, 0.25, kinds, memory_share=0.5)
+    assert [e.answer for e in again] == [e.answer for e in exs] != [e.answer for e in other]
+
+
 def test_at_exercise_answers_whether_a_stands_on_the_noted_cell():
     import random
 

@@ -99,3 +99,53 @@ def test_optimizer_state_roundtrip(tmp_path, tiny):
     for i in a:
         for k in a[i]:
             assert torch.equal(torch.as_tensor(a[i][k]), torch.as_tensor(b[i][k]))
+
+
+def test_reflection_kl_coefficient_applies_to_reflection_samples_only(tiny):
+    """kl_coef_reflection weighs the KL of reflection samples alone: with kl_coef 0 and zero advantages only
+    they carry a loss, and the update pulls them back toward the reference policy."""
+    tok, model0 = tiny
+    ref = copy.deepcopy(model0).eval()
+    model = copy.deepcopy(model0)
+    with torch.no_grad():  # a policy that has drifted from the reference
+        for q in model.parameters():
+            q.add_(0.05 * torch.randn_like(q, generator=torch.Generator().manual_seed(q.numel())))
+    samples = [dict(s, advantage=0.0, kind=("reflection" if i % 2 else "first")) for i, s in enumerate(_samples(tok))]
+    u = UpdateParams(lr=1e-3, minibatch_size=4, ppo_epochs=2, kl_coef=0.0, kl_coef_reflection=1.0)
+    assert u.kl_of("reflection") == 1.0 and u.kl_of("first") == 0.0 == u.kl_of("second")
+    assert UpdateParams(kl_coef=0.02).kl_of("reflection") == 0.02  # null: the common coefficient
+    segs = [s for s in segments_of(samples) if samples[s.sample]["kind"] == "reflection"]
+    kl_before = _k3(model, ref, segs, tok)
+    opt = torch.optim.AdamW(model.parameters(), lr=u.lr)
+    rows, _ = train_epoch(Accelerator(cpu=True), model, ref, opt, samples, u, tok.pad_token_id, seed=0)
+    assert all(r["loss"] == 0.0 for r in rows if r["kind"] == "first")
+    assert all(r["loss"] > 0.0 and r["kl"] > 0.0 for r in rows if r["kind"] == "reflection")
+    assert _k3(model, ref, segs, tok) < kl_before
+
+
+def _k3(model, ref, segs, tok) -> float:
+    from pipeline.losses import k3_kl
+
+    lp = segment_logprobs(model, segs, tok.pad_token_id, "cpu", 10_000)
+    lq = segment_logprobs(ref, segs, tok.pad_token_id, "cpu", 10_000)
+    return float(sum(k3_kl(lp[id(s)], lq[id(s)]).sum() for s in segs))
+
+
+def test_replay_adds_the_teacher_forced_loss_of_the_exercises(tiny):
+    """With replay on, every step logs the exercises' loss, and the update lowers it even when the RL samples
+    carry no signal (zero advantages, no KL)."""
+    tok, model0 = tiny
+    model = copy.deepcopy(model0)
+    ref = copy.deepcopy(model0).eval()
+    samples = [dict(s, advantage=0.0) for s in _samples(tok)]
+    prompt, answer = tok.encode("a b", add_special_tokens=False), tok.encode("c d e f", add_special_tokens=False)
+    replay = [(prompt, answer)] * 3
+    u = UpdateParams(lr=5e-3, minibatch_size=4, ppo_epochs=3, kl_coef=0.0, replay_coef=1.0, replay_batch=2)
+    opt = torch.optim.AdamW(model.parameters(), lr=u.lr)
+    _, steps = train_epoch(Accelerator(cpu=True), model, ref, opt, samples, u, tok.pad_token_id, 0, replay)
+    losses = [s["replay_loss"] for s in steps]
+    assert len(losses) == 6 and all(x is not None for x in losses) and losses[-1] < losses[0]
+    plain = copy.deepcopy(model0)
+    _, off = train_epoch(Accelerator(cpu=True), plain, ref, torch.optim.AdamW(plain.parameters()), samples,
+                         UpdateParams(minibatch_size=4, kl_coef=0.0), tok.pad_token_id, 0, replay)
+    assert all(s["replay_loss"] is None for s in off)  # replay_coef 0: off, whatever is passed
