@@ -66,8 +66,8 @@ def _epoch_steps(e: int, tr: Path, te: Path, env_deps: list[Path]) -> dict:
         "consolidate", e, [t["attempts"], t["feedback"], t["reflections"], t["retries"], prev_mem],
         [t["samples"], t["memory"]],
     )
-    stages[dag.stage_name("update", e)] = _stage("update", e, [prev_pol, dag.policy_dir(0), tr, t["samples"]],
-                                                [pol, t["updates"], t["steps"]])
+    stages[dag.stage_name("update", e)] = _stage("update", e, [prev_pol, dag.policy_dir(0), tr, t["samples"]] + env_deps,
+                                                [pol, t["updates"], t["steps"]])  # tasks, env files: the replay
     stages[dag.stage_name("evaluate", e)] = _stage(
         "evaluate", e,
         [pol, dag.policy_dir(0), te] + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")]
@@ -139,7 +139,8 @@ def build(epochs: int, params=None) -> dict:
     plots = [
         {"held-out and training success": {"x": "epoch", "y": {"reports/history.csv": [
             "eval_success", "train_pre_success", "train_post_success"]}, "y_label": "success rate"}},
-        {"reflections and memory": {"x": "epoch", "y": {"reports/history.csv": ["reflections", "memory_adopted"]}}},
+        {"reflections and memory": {"x": "epoch", "y": {"reports/history.csv": [
+            "reflections", "reflections_with_note", "memory_adopted"]}}},
         {"KL to the initial policy": {"x": "epoch", "y": {"reports/history.csv": ["eval_kl"]}}},
         {"update": {"x": "epoch", "y": {"reports/history.csv": ["update_loss"]}}},
     ]

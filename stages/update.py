@@ -1,7 +1,8 @@
 """update: one policy update on the epoch's samples with the clipped loss and the k3 KL to the epoch-0
 policy, through accelerate. Writes the new checkpoint (an HF directory with safetensors) and the audit
 trail: one row per trained sample (advantage, tokens, loss, optimizer step) and one per optimizer step
-(gradient norm), each carrying the new and the parent checkpoint sha256.
+(gradient norm), each carrying the new and the parent checkpoint sha256. With update.replay_coef > 0 each
+optimizer step also trains on warm-start exercises drawn on artifacts/init/tasks_train.parquet (replay).
 
   python -m stages.update --epoch 1                          # CPU, one process
   accelerate launch -m stages.update --epoch 1               # GPUs: DDP/FSDP/DeepSpeed per accelerate config
@@ -10,6 +11,7 @@ trail: one row per trained sample (advantage, tokens, loss, optimizer step) and 
 from __future__ import annotations
 
 import logging
+import math
 
 from pipeline import stagekit
 from pipeline.artifacts import read_rows, sha256_dir, write_table
@@ -53,7 +55,11 @@ def main(argv=None) -> None:
         ref_model = accelerator.prepare_model(ref_model, evaluation_mode=True)
         mine = samples[accelerator.process_index :: accelerator.num_processes]
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        replay = replay_ids(ctx, tok, len(mine)) if u.replay_coef > 0 else None
+        replay = None
+        if u.replay_coef > 0:  # every process its own share of one epoch's exercises
+            n_steps = u.ppo_epochs * math.ceil(len(samples) / u.minibatch_size)
+            replay = replay_ids(ctx, tok, n_steps * accelerator.num_processes)[
+                accelerator.process_index :: accelerator.num_processes]
         sample_rows, step_rows = train_epoch(accelerator, model, ref_model, optimizer, mine, u, pad,
                                              derive_seed(p.seed, e, "update-order"), replay)
         sample_rows = gather_object(sample_rows)  # steps: the main process's view is recorded
@@ -77,11 +83,10 @@ def main(argv=None) -> None:
                      len(sample_rows), len(step_rows), last.get("loss", float("nan")), last.get("kl", float("nan")), sha[:12])
 
 
-def replay_ids(ctx, tok, n_samples: int) -> list[tuple[list[int], list[int]]]:
-    """The warm-start exercises this epoch replays (update.replay_coef), encoded: fresh ones each epoch, drawn
-    on the training tasks with a seed of (seed, epoch), enough for one pass of replay_batch per optimizer step."""
-    import math
-
+def replay_ids(ctx, tok, n_steps: int) -> list[tuple[list[int], list[int]]]:
+    """The warm-start exercises this epoch replays (update.replay_coef), encoded: update.replay_batch for each
+    of ``n_steps`` optimizer steps, fresh ones each epoch, drawn on the training tasks with a seed of (seed,
+    epoch)."""
     from pipeline import warmstart
     from pipeline.envs import make_env
     from pipeline.episodes import task_from_row
@@ -90,11 +95,11 @@ def replay_ids(ctx, tok, n_samples: int) -> list[tuple[list[int], list[int]]]:
     from pipeline.tiny import encode_example
 
     p, u = ctx.params, ctx.params.update
-    env = make_env(p.env)
+    env = make_env(p.env, ctx.root)
     tasks = [task_from_row(t) for t in read_rows("tasks", ctx.tasks_train)]
-    n = u.replay_batch * u.ppo_epochs * max(1, math.ceil(n_samples / u.minibatch_size))
     examples = warmstart.replay_examples(
-        env, prompt_set(p.policy.prompts, p.env.name), tasks, n, derive_seed(p.seed, ctx.epoch, "replay"),
+        env, prompt_set(p.policy.prompts, p.env.name), tasks, u.replay_batch * max(1, n_steps),
+        derive_seed(p.seed, ctx.epoch, "replay"),
         u.replay_reading, tuple(p.policy.tiny.warmstart_exercises), p.policy.tiny.warmstart_memory)
     return [encode_example(tok, ex) for ex in examples]
 
