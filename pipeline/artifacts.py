@@ -51,6 +51,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("outcome", _str),
             ("feedback", _str),
             ("summary", _str),
+            ("note", _str),  # the fact a reflection should carry from this feedback (env.reflection_note); null = none
             ("group_size", pa.int32()),
             ("group_mean", pa.float64()),
             ("group_std", pa.float64()),

@@ -8,6 +8,8 @@ train_pre_success   training success of first attempts, before reflection
 train_post_success  training success after reflection: a first-attempt success counts, else the retry's
 reflections         reflections generated this epoch
 reflections_tagged  of which with a <prompt>...</prompt> block
+reflections_with_note  of which end with the note of their attempt's feedback (the fact the warm start teaches
+                    the tiny reflector to copy, e.g. "last right 2 0"; 0 where the environment has no note)
 retry_success       success rate of second attempts
 retry_control_success  success rate of plain second tries under s0 on the same failed tasks (retry.control)
 memory_adopted      reflections that became a memory version this epoch
@@ -36,12 +38,15 @@ def eval_metrics(eval_rows: list[dict]) -> dict:
 
 def train_metrics(feedback, reflections, retries, memory, samples, steps, epoch: int) -> dict:
     retry_ok = {r["rollout_id"]: r["success"] for r in retries}
+    note = {f["rollout_id"]: f.get("note") for f in feedback}
     kinds = Counter(s["kind"] for s in samples)
     return {
         "train_pre_success": _mean(float(f["success"]) for f in feedback),
         "train_post_success": _mean(float(f["success"] or retry_ok.get(f["rollout_id"], False)) for f in feedback),
         "reflections": len(reflections),
         "reflections_tagged": sum(bool(r["has_tag"]) for r in reflections),
+        "reflections_with_note": sum(1 for r in reflections
+                                     if note.get(r["rollout_id"]) and r["reflection"].strip().endswith(note[r["rollout_id"]])),
         "retry_success": _mean(float(r["success"]) for r in retries),
         "retry_control_success": _mean(float(r["control_success"]) for r in retries if r.get("control_success") is not None),
         "memory_adopted": sum(1 for m in memory if m["epoch"] == epoch),

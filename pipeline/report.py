@@ -10,7 +10,7 @@ from pathlib import Path
 
 COLUMNS = [
     "epoch", "eval_success", "eval_reward", "eval_kl", "train_pre_success", "train_post_success", "reflections",
-    "reflections_tagged", "retry_success", "retry_control_success", "memory_adopted", "samples_first", "samples_reflection", "samples_second",
+    "reflections_tagged", "reflections_with_note", "retry_success", "retry_control_success", "memory_adopted", "samples_first", "samples_reflection", "samples_second",
     "samples_distilled", "update_loss", "update_kl", "update_kl_first", "grad_norm",
 ]
 
@@ -75,7 +75,8 @@ def plot_training(rows, path: Path) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, keys, ylabel in [
-        (axes[0], [("reflections", "generated"), ("memory_adopted", "adopted into memory")], "reflections"),
+        (axes[0], [("reflections", "generated"), ("reflections_with_note", "carrying the feedback's note"),
+                    ("memory_adopted", "adopted into memory")], "reflections"),
         (axes[1], [("eval_kl", "KL(policy || epoch 0), held-out replies"), ("update_kl", "k3 KL at last update step")], "KL per token"),
         (axes[2], [("update_loss", "loss per step")], "loss"),
     ]:
@@ -105,7 +106,7 @@ def markdown_table(rows, keys) -> str:
 
 
 TABLE_KEYS = ["epoch", "eval_success", "train_pre_success", "train_post_success", "retry_success",
-              "retry_control_success", "reflections", "memory_adopted", "update_loss", "eval_kl"]
+              "retry_control_success", "reflections", "reflections_with_note", "memory_adopted", "update_loss", "eval_kl"]
 
 
 def write_report(rows: list[dict], out_dir: Path, run: dict, top_reflections: list[dict]) -> dict:

@@ -35,6 +35,7 @@ def main(argv=None) -> None:
                 "rollout_id": a["rollout_id"], "task_id": a["task_id"], "epoch": e, "reward": r,
                 "success": r >= p.consolidate.tau, "outcome": outcome(trace), "feedback": env.feedback(trace),
                 "summary": env.summary(trace, a["initial_observation"], compact),
+                "note": env.reflection_note(trace) if hasattr(env, "reflection_note") else None,
             })
         stats = grpo([r["task_id"] for r in rows], [r["reward"] for r in rows])
         for r, (size, mean, std, adv) in zip(rows, stats):

@@ -119,8 +119,14 @@ def test_reflection_probe_rebuilds_the_traces_the_feedback_came_from(erl_run, ca
     env = make_env(load_params(erl_run / "params.yaml").env, erl_run / "artifacts")
     t = tables(erl_run, 1)
     feedback = dict(zip(t["feedback"].rollout_id, t["feedback"].feedback))
+    notes = dict(zip(t["feedback"].rollout_id, t["feedback"].note))
     for row in t["attempts"].to_dict("records"):  # the probe's rebuilt trace gives the feedback stage's text back
-        assert env.feedback(probe.trace_from_row(row, 0)) == feedback[row["rollout_id"]]
+        trace = probe.trace_from_row(row, 0)
+        assert env.feedback(trace) == feedback[row["rollout_id"]]
+        assert notes[row["rollout_id"]] == env.reflection_note(trace)
+    m = json.loads((erl_run / "artifacts" / "epoch_001" / "metrics.json").read_text())
+    with_note = sum(r.reflection.strip().endswith(notes[r.rollout_id]) for r in t["reflections"].itertuples())
+    assert m["reflections_with_note"] == with_note
     rows = probe.epoch_rows(erl_run / "artifacts", 1, env)
     assert len(rows) == len(t["reflections"]) and {r["text"] for r in rows} == set(t["reflections"].reflection)
     assert probe.main(["--artifacts", str(erl_run / "artifacts"), "--params", str(erl_run / "params.yaml")]) == 0

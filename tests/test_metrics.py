@@ -9,8 +9,12 @@ EPOCH = 3
 
 
 def _rows():
-    feedback = [{"rollout_id": r, "success": ok} for r, ok in [("a", True), ("b", False), ("c", False), ("d", False)]]
-    reflections = [{"reflection_id": f"{r}/f", "has_tag": tag} for r, tag in [("b", True), ("c", False), ("d", True)]]
+    feedback = [{"rollout_id": r, "success": ok, "note": note}
+                for r, ok, note in [("a", True, "last 0 1"), ("b", False, "last 2 2"), ("c", False, "last 1 0"),
+                                    ("d", False, None)]]
+    reflections = [{"reflection_id": f"{r}/f", "rollout_id": r, "has_tag": tag, "reflection": text}
+                   for r, tag, text in [("b", True, "play . last 2 2 "), ("c", False, "play . last 0 1"),
+                                        ("d", True, "play . last 2 2")]]
     retries = [{"rollout_id": r, "success": ok, "control_success": ctl}
                for r, ok, ctl in [("b", True, False), ("c", False, False), ("d", True, True)]]
     memory = [{"version": 1, "epoch": 1}, {"version": 2, "epoch": 2}, {"version": 3, "epoch": EPOCH},
@@ -25,6 +29,7 @@ def test_train_metrics():
     assert m["train_pre_success"] == 0.25
     assert m["train_post_success"] == 0.75  # a (first) + b, d (retries)
     assert m["reflections"] == 3 and m["reflections_tagged"] == 2
+    assert m["reflections_with_note"] == 1  # b ends with its own note; c has another's; d's feedback has none
     assert m["retry_success"] == pytest.approx(2 / 3)
     assert m["retry_control_success"] == pytest.approx(1 / 3)  # the plain s0 retries of the same failed tasks
     assert m["memory_adopted"] == 2  # versions 3 and 4 only
@@ -44,6 +49,7 @@ def test_rlvr_like_epoch_and_empty_tables():
     m = train_metrics(feedback, [], [], [], [], [], epoch=1)
     assert m["train_pre_success"] == m["train_post_success"] == 0.5
     assert m["reflections"] == 0 and m["retry_success"] is None and m["memory_adopted"] == 0
+    assert m["reflections_with_note"] == 0
     assert m["retry_control_success"] is None
     assert m["update_loss"] is None and m["samples_first"] == 0
 
