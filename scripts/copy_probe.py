@@ -5,12 +5,12 @@ warm start), then lets it reflect, with the reflector's own sampling settings, o
 attempts on held-out maps, and counts the reflections that end with the note the environment implies
 (``env.reflection_note``), and each part of the note right.
 
-``--short`` replaces the reflector's compact summary (start board, action list, final board, feedback: about
-180 tokens) by the action list and the feedback alone (about 70 tokens), in the warm start and in the test
-alike. It patches GridText.summary in this process only; the pipeline has no such option yet.
+``--boards yes|no`` overrides ``env.frozenlake.summary_boards`` (the reflector's input with the start and final
+boards, about 180 tokens, or only the action list and the feedback, about 70), in the warm start and in the
+test alike.
 
-  python scripts/copy_probe.py --params P.yaml                 # the summary the pipeline uses
-  python scripts/copy_probe.py --params P.yaml --short         # action list + feedback only
+  python scripts/copy_probe.py --params P.yaml                 # as the params say
+  python scripts/copy_probe.py --params P.yaml --boards yes    # the long input, with the boards
   python scripts/copy_probe.py --params P.yaml --policy DIR    # test an existing policy (no warm start)
 """
 from __future__ import annotations
@@ -25,24 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.envs import base  # noqa: E402
-
-
-def short_summary(self, trace, initial_observation, compact=False):
-    """The compact summary's action list and feedback lines: what the copy needs, without the boards."""
-    text = _FULL(self, trace, initial_observation, compact)
-    if not compact:
-        return text
-    return "\n".join(line for line in text.splitlines() if line.startswith(("Actions: ", "Feedback: ")))
-
-
-_FULL = base.GridText.summary
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    ap.add_argument("--short", action="store_true", help="reflector input: the action list and the feedback only")
+    ap.add_argument("--boards", choices=["yes", "no"],
+                    help="override env.frozenlake.summary_boards: the reflector sees the boards, or only the action "
+                         "list and the feedback")
     ap.add_argument("--policy", type=Path, help="test this policy directory instead of building one")
     ap.add_argument("--attempts", type=int, default=200)
     args = ap.parse_args(argv)
@@ -52,8 +41,9 @@ def main(argv=None) -> int:
     if p.policy.model != "tiny" or p.env.name != "frozenlake":
         print("error: the probe is for the embedded default (policy.model: tiny) on FrozenLake", file=sys.stderr)
         return 2
-    if args.short:
-        base.GridText.summary = short_summary
+    if args.boards:
+        fl = p.env.frozenlake.model_copy(update={"summary_boards": args.boards == "yes"})
+        p = p.model_copy(update={"env": p.env.model_copy(update={"frozenlake": fl})})
     import stages.init as init
     from pipeline.policy import load_policy
     from pipeline.prompts import parse_reflection, prompt_set, reflector_messages
@@ -88,7 +78,7 @@ def main(argv=None) -> int:
         if len(got) == len(want):
             shaped += 1
             parts = [a + (x == y) for a, x, y in zip(parts or [0] * len(want), got, want)]
-    print(f"{'short' if args.short else 'full'} summary, {sum(map(len, ids)) / len(ids):.0f} prompt tokens on average: "
+    print(f"{'with' if p.env.frozenlake.summary_boards else 'without'} boards, {sum(map(len, ids)) / len(ids):.0f} prompt tokens on average: "
           f"{copied} of {len(failed)} reflections end with the note; {shaped} notes of the right shape, parts right "
           f"{parts} (chance about 1/4 each)")
     return 0
