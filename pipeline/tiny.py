@@ -69,6 +69,18 @@ def encode_example(tok, ex: Example) -> tuple[list[int], list[int]]:
     return prompt, answer
 
 
+def answer_loss(model, batch: list[tuple[list[int], list[int]]], pad_id: int, device="cpu") -> torch.Tensor:
+    """Mean cross-entropy on the answer tokens of (prompt ids, answer ids) pairs, right-padded: the warm start's
+    loss, and the replay's during RL updates."""
+    width = max(len(a) + len(b) for a, b in batch)
+    ids = torch.full((len(batch), width), pad_id, device=device)
+    labels = torch.full((len(batch), width), -100, device=device)
+    for r, (a, b) in enumerate(batch):
+        ids[r, : len(a) + len(b)] = torch.tensor(a + b, device=device)
+        labels[r, len(a) : len(a) + len(b)] = torch.tensor(b, device=device)
+    return model(input_ids=ids, labels=labels).loss  # right padding: causal attention never sees the pads
+
+
 def warm_start(model, tok, examples: list[Example], p: TinyParams, seed: int) -> list[dict]:
     """Teacher-forced training on the answer tokens only. Returns one log row per step."""
     if p.warmstart_steps == 0 or not examples:
@@ -81,13 +93,7 @@ def warm_start(model, tok, examples: list[Example], p: TinyParams, seed: int) ->
     log = []
     for step in tqdm(range(p.warmstart_steps), desc="warm start", file=sys.stderr, disable=None):
         batch = [encoded[rng.randrange(len(encoded))] for _ in range(p.warmstart_batch_size)]
-        width = max(len(a) + len(b) for a, b in batch)
-        ids = torch.full((len(batch), width), tok.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        for r, (a, b) in enumerate(batch):
-            ids[r, : len(a) + len(b)] = torch.tensor(a + b)
-            labels[r, len(a) : len(a) + len(b)] = torch.tensor(b)
-        loss = model(input_ids=ids, labels=labels).loss  # right padding: causal attention never sees the pads
+        loss = answer_loss(model, batch, tok.pad_token_id)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

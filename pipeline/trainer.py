@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from pipeline.config import UpdateParams
 from pipeline.losses import k3_kl, ppo_clip, token_logprobs
+from pipeline.tiny import answer_loss
 
 
 @dataclass
@@ -121,7 +122,7 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
             if replay and u.replay_coef > 0:
                 batch = [replay[(step * u.replay_batch + k) % len(replay)] for k in range(u.replay_batch)]
                 with accelerator.no_sync(model):  # the gradients are all-reduced with the last chunk's below
-                    loss = _replay_loss(model, batch, pad_id, device)
+                    loss = answer_loss(model, batch, pad_id, device)
                     accelerator.backward(u.replay_coef * loss)
                 replay_loss = float(loss.detach())
             chunks = list(_chunks(mb_segs, u.micro_batch_tokens))
@@ -184,18 +185,6 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
     bar.close()
     model.eval()
     return sample_rows, step_rows
-
-
-def _replay_loss(model, batch: list[tuple[list[int], list[int]]], pad_id: int, device) -> torch.Tensor:
-    """Mean cross-entropy on the answer tokens of (prompt ids, answer ids) pairs, right-padded (the warm start's
-    loss)."""
-    width = max(len(a) + len(b) for a, b in batch)
-    ids = torch.full((len(batch), width), pad_id, device=device)
-    labels = torch.full((len(batch), width), -100, device=device)
-    for r, (a, b) in enumerate(batch):
-        ids[r, : len(a) + len(b)] = torch.tensor(a + b, device=device)
-        labels[r, len(a) : len(a) + len(b)] = torch.tensor(b, device=device)
-    return model(input_ids=ids, labels=labels).loss
 
 
 def save_optimizer(optimizer, path) -> None:

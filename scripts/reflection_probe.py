@@ -46,13 +46,14 @@ def epoch_rows(art: Path, epoch: int, env) -> list[dict]:
     out = []
     for r in read_rows("reflections", d / "reflections.parquet"):
         failed = attempts[r["rollout_id"]]
-        note = env.reflection_note(trace_from_row(failed, 0))  # the note needs no budget
+        trace = trace_from_row(failed, 0)  # the note and the last move need no budget
+        note = env.reflection_note(trace)
         retry = retries.get(r["reflection_id"])
         if retry is None:
             continue
         row = {"copied": bool(note) and r["reflection"].strip().endswith(note), "text": r["reflection"],
                "retry": retry["reward"], "control": retry["control_reward"], "repeat": None, "siblings": []}
-        move = env.last_move(trace_from_row(failed, 0)) if getattr(env, "feedback_from", False) else None
+        move = env.last_move(trace) if getattr(env, "feedback_from", False) else None
         if move is not None and failed["events"][-1] == "hole":  # the fatal move and the cell it was taken from
             row["repeat"] = took_at(env, retry, *move)
             row["siblings"] = [t for a in by_task[failed["task_id"]] if a["rollout_id"] != failed["rollout_id"]
