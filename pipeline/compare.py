@@ -110,7 +110,30 @@ def summarize(results: dict[tuple[str, int], list[dict]]) -> dict[str, dict]:
     return out
 
 
-def write_markdown(summary: dict, meta: dict, path: Path) -> None:
+def paired(results: dict[tuple[str, int], list[dict]], base: str = "rlvr") -> dict[str, dict]:
+    """Each other arm against ``base`` on the seeds both have (a seed gives every arm the same warm start and
+    tasks, so the difference of a seed is the arm's effect on it): the differences of the final held-out success
+    and of its mean over the trained epochs, by seed, with their mean and sample std. Empty without ``base``."""
+    out = {}
+    for arm in dict.fromkeys(a for a, _ in results):
+        seeds = sorted(s for a, s in results if a == arm and (base, s) in results)
+        if arm == base or not seeds:
+            continue
+        final = [results[(arm, s)][-1]["eval_success"] - results[(base, s)][-1]["eval_success"] for s in seeds]
+        over = [_epoch_mean([results[(arm, s)]], "eval_success") - _epoch_mean([results[(base, s)]], "eval_success")
+                for s in seeds]
+        out[arm] = {"seeds": seeds, "final": _mean_sd(final), "final_by_seed": final, "above": sum(d > 0 for d in final),
+                    "over_epochs": _mean_sd(over)}
+    return out
+
+
+def _seed_list(seeds: list[int]) -> str:
+    """0-4 for a run of seeds, else the list."""
+    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)) else \
+        ", ".join(map(str, seeds))
+
+
+def write_markdown(summary: dict, meta: dict, path: Path, pairs: dict | None = None) -> None:
     arms = list(summary)
     def cell(ms):
         if not ms:
@@ -120,7 +143,9 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
     num = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
         "# ERL vs RLVR on the embedded default (the paper's Table 1 layout)", "",
-        f"Environment: {meta['env']}; policy: {meta['model']}; {meta['epochs']} epochs; seeds {meta['seeds']}; "
+        f"Environment: {meta['env']}; policy: {meta['model']}; {meta['epochs']} epochs; seeds {meta['seeds']}"
+        + ("" if len({s["seeds"] for s in summary.values()}) <= 1 else
+           " (" + ", ".join(f"{a}: {summary[a]['seeds']}" for a in arms) + " seeds)") + "; "
         f"numbers are held-out first-attempt success after the last epoch, mean ± sample std over seeds "
         f"(no spread from one seed).", "",
         "| model | task | " + " | ".join(arms) + " |", "|---|---|" + "---|" * len(arms),
@@ -139,6 +164,18 @@ def write_markdown(summary: dict, meta: dict, path: Path) -> None:
               "(no-reflection ablation), against a plain second try under s0 alone on the same tasks (retry.control, "
               "never trained).", "",
               "Curves against epochs and wall-clock seconds: compare.html. Every epoch of every run: compare.csv.", ""]
+    if pairs:
+        signed = lambda ms: ("-" if not ms else f"{ms[0]:+.3f}" + ("" if ms[1] is None else f" ± {ms[1]:.3f}"))  # noqa: E731
+        lines += ["Against RLVR, paired by seed (a seed gives every arm the same warm start and tasks): the arm's "
+                  "final held-out success minus RLVR's on the same seed, and the same for the mean held-out success "
+                  "over the trained epochs (how fast it learns); mean ± sample std of the differences.", "",
+                  "| arm | seeds | final minus RLVR | by seed | seeds above RLVR | mean over epochs minus RLVR |",
+                  "|---|---|---|---|---|---|"]
+        for a, d in pairs.items():
+            lines.append(f"| {a} | {_seed_list(d['seeds'])} | {signed(d['final'])} "
+                         f"| {', '.join(f'{x:+.3f}' for x in d['final_by_seed'])} | {d['above']} of {len(d['seeds'])} "
+                         f"| {signed(d['over_epochs'])} |")
+        lines.append("")
     if meta.get("sources"):
         lines += ["Merged (`erl compare --merge`) from: " + ", ".join(meta["sources"]) + ". Wall-clock seconds compare "
                   "only runs made on the same machine under the same load.", ""]
@@ -198,7 +235,7 @@ def write_outputs(results: dict[tuple[str, int], list[dict]], meta: dict, out: P
                 w.writerow({"arm": arm, "seed": seed, **r})
     summary = summarize(results)
     meta = {**meta, "partial": partial, "runs": [f"{arm} seed {seed}" for arm, seed in results]}
-    write_markdown(summary, meta, out / "compare.md")
+    write_markdown(summary, meta, out / "compare.md", paired(results))
     write_html(results, summary, meta, out / "compare.html")
 
 

@@ -9,7 +9,7 @@ import yaml
 
 from e2e_util import ROOT, TINY, deep_update
 from pipeline.compare import main as compare
-from pipeline.compare import summarize, write_markdown, write_outputs
+from pipeline.compare import paired, summarize, write_markdown, write_outputs
 
 
 def _run(final, retry, control):
@@ -30,6 +30,26 @@ def test_summary_table_spread_and_retry_columns(tmp_path):
     assert "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |" in md  # memory: adoptions per run, mean over seeds
     assert "| rlvr | 0.200 | 0.300 | 0.300 | 0.300 | 0.400 | - | - | 3 | 50 |" in md
     assert "Partial" not in md
+
+
+def test_paired_differences_against_rlvr_use_only_shared_seeds(tmp_path):
+    results = {("rlvr", 0): _run(0.3, None, None), ("rlvr", 1): _run(0.6, None, None), ("erl", 0): _run(0.5, 0.4, 0.1),
+               ("erl", 1): _run(0.5, 0.2, 0.3), ("erl", 2): _run(0.9, 0.2, 0.3), ("erl-no-memory", 1): _run(0.7, 0.2, 0.3)}
+    pairs = paired(results)
+    assert set(pairs) == {"erl", "erl-no-memory"}  # not rlvr against itself
+    erl = pairs["erl"]
+    assert erl["seeds"] == [0, 1]  # seed 2 has no RLVR run to pair with
+    assert erl["final_by_seed"] == pytest.approx([0.2, -0.1]) and erl["above"] == 1
+    assert erl["final"][0] == pytest.approx(0.05) and erl["final"][1] == pytest.approx(0.2121, abs=1e-4)
+    # mean over trained epochs (epoch 1 only here): the same differences
+    assert erl["over_epochs"][0] == pytest.approx(0.05)
+    assert pairs["erl-no-memory"]["final"] == (pytest.approx(0.1), None)  # one seed: no spread
+    assert paired({("erl", 0): _run(0.5, 0.4, 0.1)}) == {}  # no RLVR arm: no table
+    write_outputs(results, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1, 2]}, tmp_path)
+    md = (tmp_path / "compare.md").read_text()
+    assert "(rlvr: 2, erl: 3, erl-no-memory: 1 seeds)" in md
+    assert "| erl | 0, 1 | +0.050 ± 0.212 | +0.200, -0.100 | 1 of 2 | +0.050 ± 0.212 |" in md
+    assert "| erl-no-memory | 1 | +0.100 | +0.100 | 1 of 1 | +0.100 |" in md
 
 
 def test_merge_combines_runs_made_separately_and_refuses_clashes(tmp_path, capsys):
