@@ -37,7 +37,7 @@ def _stage(stage: str, epoch: int | None, deps: list[Path], outs: list[Path], me
     cmd = f"python -m stages.{stage}" + (f" --epoch {epoch}" if epoch is not None else "")
     spec = {
         "cmd": cmd,
-        "deps": [f"stages/{stage}.py", "pipeline"] + [_p(d) for d in deps],
+        "deps": list(dict.fromkeys([f"stages/{stage}.py", "pipeline"] + [_p(d) for d in deps])),  # epoch 1: prev = init
         "params": _keys(stage),
         "outs": [_p(o) for o in outs],
     }
@@ -87,9 +87,10 @@ def _block(a: int, b: int, tr: Path, te: Path, env_deps: list[Path]) -> dict:
                                 "steps", "eval")] + [dag.policy_dir(e)]
     spec = {
         "cmd": f"python -m stages.epochs --first {a} --last {b}",
-        "deps": ["stages/epochs.py"] + [f"stages/{s}.py" for s in dag.EPOCH_STAGES] + ["pipeline"]
-        + [_p(d) for d in [dag.policy_dir(a - 1), dag.policy_dir(0), tr, te, dag.epoch_dir(a - 1) / "memory.parquet"]
-           + env_deps],
+        "deps": list(dict.fromkeys(  # the first block's previous policy is the initial one: list it once
+            ["stages/epochs.py"] + [f"stages/{s}.py" for s in dag.EPOCH_STAGES] + ["pipeline"]
+            + [_p(d) for d in [dag.policy_dir(a - 1), dag.policy_dir(0), tr, te, dag.epoch_dir(a - 1) / "memory.parquet"]
+               + env_deps])),
         "params": _keys("epochs"),
         "outs": [_p(o) for o in outs],
         "metrics": [{_p(dag.metrics_path(e)): {"cache": False}} for e in range(a, b + 1)],

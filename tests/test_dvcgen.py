@@ -81,6 +81,13 @@ def test_sample_depends_on_previous_policy():
     assert dag.policy_dir(0).as_posix() in stages["init"]["outs"]
 
 
+@pytest.mark.parametrize("per_stage", [0, 5])
+def test_no_stage_lists_a_dep_twice(per_stage):
+    stages = _block_stages(6, per_stage) if per_stage else _stages(6)
+    for name, spec in stages.items():
+        assert len(spec["deps"]) == len(set(spec["deps"])), name  # epoch 1's previous policy is the initial one
+
+
 def test_every_dep_is_produced_upstream():
     """Each artifact dependency is an output of an earlier stage (so the graph is a DAG in stage order)."""
     produced: set[str] = set()
