@@ -48,8 +48,10 @@ def test_paired_differences_against_rlvr_use_only_shared_seeds(tmp_path):
     write_outputs(results, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1, 2]}, tmp_path)
     md = (tmp_path / "compare.md").read_text()
     assert "(rlvr: 2, erl: 3, erl-no-memory: 1 seeds)" in md
-    assert "| erl | 0, 1 | +0.050 ± 0.212 | +0.200, -0.100 | 1 of 2 | +0.050 ± 0.212 |" in md
-    assert "| erl-no-memory | 1 | +0.100 | +0.100 | 1 of 1 | +0.100 |" in md
+    assert "| erl | rlvr | 0, 1 | +0.050 ± 0.212 | +0.200, -0.100 | 1 of 2 | +0.050 ± 0.212 |" in md
+    assert "| erl-no-memory | rlvr | 1 | +0.100 | +0.100 | 1 of 1 | +0.100 |" in md
+    assert "| erl-no-memory | erl | 1 | +0.200 | +0.200 | 1 of 1 | +0.200 |" in md  # the ablation against ERL too
+    assert "\n| rlvr | erl |" not in md and "\n| erl | erl |" not in md
 
 
 def test_merge_combines_runs_made_separately_and_refuses_clashes(tmp_path, capsys):
