@@ -196,6 +196,29 @@ def write_html(results, summary, meta, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     imgs = []
+    import io
+
+    def png(fig) -> str:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        return base64.b64encode(buf.getvalue()).decode()
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))  # one line per arm: the mean over its seeds, the band their range
+    for i, arm in enumerate(summary):
+        runs = [rows for (a, _), rows in results.items() if a == arm]
+        epochs = sorted({r["epoch"] for rows in runs for r in rows})
+        ys = [[r["eval_success"] for rows in runs for r in rows if r["epoch"] == e] for e in epochs]
+        ax.plot(epochs, [statistics.fmean(y) for y in ys], color=f"C{i}", lw=2, label=f"{arm} ({len(runs)} seeds)")
+        if len(runs) > 1:
+            ax.fill_between(epochs, [min(y) for y in ys], [max(y) for y in ys], color=f"C{i}", alpha=0.15)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("held-out success")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    imgs.append(png(fig))
     for xkey, xlabel in (("epoch", "epoch"), ("seconds", "wall-clock seconds")):
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for i, arm in enumerate(summary):
@@ -209,18 +232,17 @@ def write_html(results, summary, meta, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
-        plt.close(fig)
-        imgs.append(base64.b64encode(buf.getvalue()).decode())
+        imgs.append(png(fig))
     md = html.escape(path.with_suffix(".md").read_text())
     path.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>ERL comparison</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}img{{max-width:100%}}</style></head><body>
-<h1>ERL vs RLVR: learning curves</h1><p>One line per run (seed); colour = arm.</p>
-<h2>Held-out success against epochs</h2><img src="data:image/png;base64,{imgs[0]}">
-<h2>Held-out success against wall-clock seconds</h2><img src="data:image/png;base64,{imgs[1]}">
+<h1>ERL vs RLVR: learning curves</h1>
+<h2>Held-out success against epochs, mean over seeds</h2><p>One line per arm; the band spans its seeds' lowest
+and highest.</p><img src="data:image/png;base64,{imgs[0]}">
+<h2>Held-out success against epochs, every run</h2><p>One line per run (seed); colour = arm.</p>
+<img src="data:image/png;base64,{imgs[1]}">
+<h2>Held-out success against wall-clock seconds</h2><p>Comparable only between runs made on the same machine
+under the same load.</p><img src="data:image/png;base64,{imgs[2]}">
 <h2>Table</h2><pre>{md}</pre></body></html>""")
 
 
