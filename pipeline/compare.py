@@ -17,6 +17,7 @@ import argparse
 import base64
 import csv
 import html
+import io
 import json
 import shutil
 import statistics
@@ -195,10 +196,14 @@ def write_html(results, summary, meta, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    imgs = []
-    import io
-
-    def png(fig) -> str:
+    def png(fig, ax, xlabel: str) -> str:
+        """The axes every curve shares (held-out success, 0..1), then the figure as base64 PNG."""
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("held-out success")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110)
         plt.close(fig)
@@ -212,13 +217,7 @@ def write_html(results, summary, meta, path: Path) -> None:
         ax.plot(epochs, [statistics.fmean(y) for y in ys], color=f"C{i}", lw=2, label=f"{arm} ({len(runs)} seeds)")
         if len(runs) > 1:
             ax.fill_between(epochs, [min(y) for y in ys], [max(y) for y in ys], color=f"C{i}", alpha=0.15)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("held-out success")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    imgs.append(png(fig))
+    imgs = [png(fig, ax, "epoch")]
     for xkey, xlabel in (("epoch", "epoch"), ("seconds", "wall-clock seconds")):
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for i, arm in enumerate(summary):
@@ -226,13 +225,7 @@ def write_html(results, summary, meta, path: Path) -> None:
                 if a == arm:
                     ax.plot([r[xkey] for r in rows], [r["eval_success"] for r in rows], color=f"C{i}", alpha=0.8,
                             marker="o", ms=3, label=arm if seed == min(s for b, s in results if b == arm) else None)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("held-out success")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        imgs.append(png(fig))
+        imgs.append(png(fig, ax, xlabel))
     md = html.escape(path.with_suffix(".md").read_text())
     path.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>ERL comparison</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}img{{max-width:100%}}</style></head><body>
