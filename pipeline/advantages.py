@@ -1,9 +1,10 @@
 """Advantages: GRPO within groups and RAFT for distilled samples (method page, section 2). No torch."""
+
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 EPS = 1e-6
 

@@ -1,14 +1,16 @@
 """Parquet tables with explicit schemas, written atomically, with the lineage of the file in its footer.
 Every table carries the row ids of the architecture page: task_id -> rollout_id -> reflection_id ->
 retry_id -> sample_id -> update (checkpoint sha256 + parent sha256). No torch here."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,7 +38,14 @@ _EPISODE = [
 
 SCHEMAS: dict[str, pa.Schema] = {
     "tasks": pa.schema(
-        [("task_id", _str), ("split", _str), ("env", _str), ("spec", _str), ("optimal_len", pa.int32()), ("map_key", _str)]
+        [
+            ("task_id", _str),
+            ("split", _str),
+            ("env", _str),
+            ("spec", _str),
+            ("optimal_len", pa.int32()),
+            ("map_key", _str),
+        ]
     ),
     "attempts": pa.schema(
         [("rollout_id", _str), ("task_id", _str), ("epoch", pa.int32()), ("sample_idx", pa.int32())] + _EPISODE
@@ -211,14 +220,18 @@ def write_table(name: str, rows: Iterable[dict[str, Any]] | pa.Table, path: str 
     if isinstance(rows, pa.Table):
         if set(rows.column_names) != set(schema.names):
             extra, missing = set(rows.column_names) - set(schema.names), set(schema.names) - set(rows.column_names)
-            raise SchemaError(f"{name}: table columns differ from the schema (extra {sorted(extra)}, missing {sorted(missing)})")
+            raise SchemaError(
+                f"{name}: table columns differ from the schema (extra {sorted(extra)}, missing {sorted(missing)})"
+            )
         table = rows.select(schema.names).cast(schema)
     else:
         rows = list(rows)
         for r in rows:
             if set(r) != set(schema.names):
                 extra, missing = set(r) - set(schema.names), set(schema.names) - set(r)
-                raise SchemaError(f"{name}: row columns differ from the schema (extra {sorted(extra)}, missing {sorted(missing)})")
+                raise SchemaError(
+                    f"{name}: row columns differ from the schema (extra {sorted(extra)}, missing {sorted(missing)})"
+                )
         table = pa.Table.from_pylist(rows, schema=schema)
     meta = {LINEAGE_KEY: json.dumps({"table": name, **lineage}, sort_keys=True).encode()}
     table = table.replace_schema_metadata(meta)
@@ -232,15 +245,19 @@ def write_table(name: str, rows: Iterable[dict[str, Any]] | pa.Table, path: str 
     return path
 
 
-def write_json(obj: Any, path: str | Path) -> Path:
+def write_text(text: str, path: str | Path) -> Path:
     path = Path(path)
     tmp = _atomic(path)
     try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(text)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    return write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 
 
 def read_table(name: str, path: str | Path) -> pa.Table:

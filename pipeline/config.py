@@ -1,5 +1,6 @@
 """params.yaml, validated: one pydantic model per stage group. Unknown keys, wrong types and out-of-range
 values are rejected with the offending key named, before a stage writes anything."""
+
 from __future__ import annotations
 
 import math
@@ -37,27 +38,33 @@ class Sampling(_Strict):
     temperature: Real = Field(1.0, ge=0.0, description="0 = greedy")
     top_p: Real = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0, description="0 = off")
-    max_new_tokens: int = Field(16, ge=1)
+    max_new_tokens: int = Field(12, ge=1)
 
 
 class FrozenLakeParams(_Strict):
-    min_size: int = Field(2, ge=2, le=9, description="smallest board side")
-    max_size: int = Field(9, ge=2, le=9, description="largest board side")
+    min_size: int = Field(3, ge=2, le=9, description="smallest board side")
+    max_size: int = Field(5, ge=2, le=9, description="largest board side")
     p_frozen_low: Real = Field(0.6, gt=0.0, lt=1.0)
     p_frozen_high: Real = Field(0.85, gt=0.0, le=1.0)
     budget: int = Field(8, ge=1, description="steps per episode")
-    pad_to: int | None = Field(None, ge=2, description="render boards padded to this side with X (tiny model)")
-    row_numbers: bool = Field(False, description="prefix each board row with its index")
-    coords: bool = Field(False, description="add a line with the coordinates of A and B (encoding choice)")
-    near: bool = Field(False, description="add a line naming the symbol next to A in each direction (encoding choice)")
-    relative: bool = Field(False, description="add a line with the offset of B from A, rows then columns (encoding choice)")
+    pad_to: int | None = Field(5, ge=2, description="render boards padded to this side with X (tiny model)")
+    row_numbers: bool = Field(True, description="prefix each board row with its index")
+    coords: bool = Field(True, description="add a line with the coordinates of A and B (encoding choice)")
+    near: bool = Field(True, description="add a line naming the symbol next to A in each direction (encoding choice)")
+    relative: bool = Field(
+        True, description="add a line with the offset of B from A, rows then columns (encoding choice)"
+    )
     feedback_from: bool = Field(
-        False, description="the feedback also names the cell the last action was taken from ('Last action: right at "
-                           "2 0.'), and the warm start's reflection note copies that move ('last right 2 0') instead "
-                           "of where the attempt ended ('last 2 1')")
+        True,
+        description="the feedback also names the cell the last action was taken from ('Last action: right at "
+        "2 0.'), and the warm start's reflection note copies that move ('last right 2 0') instead "
+        "of where the attempt ended ('last 2 1')",
+    )
     summary_boards: bool = Field(
-        True, description="the reflector's compact summary (prompts: tiny) shows the start and final boards; "
-                          "false: only the action list and the feedback, a third of the tokens (see README)")
+        False,
+        description="the reflector's compact summary (prompts: tiny) shows the start and final boards; "
+        "false: only the action list and the feedback, a third of the tokens (see README)",
+    )
 
     @model_validator(mode="after")
     def _ranges(self):
@@ -75,8 +82,8 @@ class SokobanParams(_Strict):
     max_size: int = Field(8, ge=4, le=12, description="largest board side (border wall included)")
     boxes: int = Field(1, ge=1, le=4, description="boxes (and goals) per layout")
     budget: int = Field(8, ge=1, description="moves per episode; layouts are kept only if solvable within it")
-    pad_to: int | None = Field(None, ge=4, description="render boards padded to this side with X (tiny model)")
-    row_numbers: bool = Field(False, description="prefix each board row with its index")
+    pad_to: int | None = Field(8, ge=4, description="render boards padded to this side with X (tiny model)")
+    row_numbers: bool = Field(True, description="prefix each board row with its index")
 
     @model_validator(mode="after")
     def _ranges(self):
@@ -95,13 +102,19 @@ class QAParams(_Strict):
     budget: int = Field(5, ge=1, description="turns per episode (searches and the answer)")
     top_k: int = Field(5, ge=1, le=50, description="passages a search returns")
     hotpot_path: str | None = Field(
-        None, min_length=1, description="HotpotQA-format JSON file (corpus = its context paragraphs); "
-        "None = the generated knowledge base")
-    kb_people: int = Field(1500, ge=1, le=100000, description="people in the generated knowledge base (2 questions each)")
+        None,
+        min_length=1,
+        description="HotpotQA-format JSON file (corpus = its context paragraphs); None = the generated knowledge base",
+    )
+    kb_people: int = Field(
+        1500, ge=1, le=100000, description="people in the generated knowledge base (2 questions each)"
+    )
     kb_cities: int = Field(40, ge=2, le=10000)
     kb_companies: int = Field(20, ge=2, le=10000)
     kb_countries: int = Field(8, ge=1, le=10000)
-    kb_test_share: Real = Field(0.2, gt=0.0, lt=1.0, description="share of cities and companies that bridge test questions only")
+    kb_test_share: Real = Field(
+        0.2, gt=0.0, lt=1.0, description="share of cities and companies that bridge test questions only"
+    )
 
     @model_validator(mode="after")
     def _held_out(self):
@@ -123,29 +136,47 @@ class EnvParams(_Strict):
 class TinyParams(_Strict):
     """The embedded default policy, built offline by the init stage (used when policy.model == 'tiny')."""
 
-    hidden_size: int = Field(128, ge=8)
-    layers: int = Field(4, ge=1)
+    hidden_size: int = Field(64, ge=8)
+    layers: int = Field(3, ge=1)
     heads: int = Field(4, ge=1)
-    intermediate_size: int = Field(512, ge=8)
-    warmstart_steps: int = Field(300, ge=0, description="self-supervised warm-start optimizer steps")
+    intermediate_size: int = Field(256, ge=8)
+    warmstart_steps: int = Field(900, ge=0, description="self-supervised warm-start optimizer steps")
     warmstart_batch_size: int = Field(64, ge=1)
-    warmstart_lr: Real = Field(2e-3, gt=0.0)
+    warmstart_lr: Real = Field(2e-3, gt=0.0, description="peak learning rate, after a linear warmup")
+    warmstart_warmup: int = Field(20, ge=1, description="steps of linear lr warmup")
+    warmstart_lr_final: Real = Field(
+        0.05, gt=0.0, le=1.0, description="the lr decays linearly to this share of warmstart_lr, and stays there"
+    )
+    warmstart_weight_decay: Real = Field(0.01, ge=0.0)
+    warmstart_grad_clip: Real = Field(1.0, gt=0.0)
+    warmstart_corpus: int = Field(
+        7200, ge=1, description="exercises generated for the warm start; its batches are drawn from them"
+    )
     warmstart_reading: Real = Field(
-        0.0, ge=0.0, le=1.0, description="share of board-reading exercises in the warm start (rest: reply format)"
+        0.85, ge=0.0, le=1.0, description="share of board-reading exercises in the warm start (rest: reply format)"
     )
     warmstart_exercises: list[Literal["where", "around", "next", "which", "at"]] = Field(
-        ["where", "around", "next", "next"], min_length=1,
+        ["where", "around", "next", "which", "at"],
+        min_length=1,
         description="kinds of reading exercise, drawn uniformly (repeat one to weight it): where = coordinates of A "
-                    "and B, around = the symbols next to A, next = A's cell after an action and whether the episode "
-                    "ends, which = the moves from A that reach each symbol, at = whether A stands on the cell a "
-                    "reflection-like note names",
+        "and B, around = the symbols next to A, next = A's cell after an action and whether the episode "
+        "ends, which = the moves from A that reach each symbol, at = whether A stands on the cell a "
+        "reflection-like note names",
     )
     warmstart_reflect: Real = Field(
-        0.15, ge=0.0, le=1.0, description="share of the reply-format examples that are reflection-copy exercises "
-                                          "(a failed attempt's summary answered with s0 plus the copied note)")
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of the reply-format examples that are reflection-copy exercises "
+        "(a failed attempt's summary answered with s0 plus the copied note)",
+    )
     warmstart_memory: Real = Field(
-        0.0, ge=0.0, le=1.0, description="share of the reflection-copy exercises whose prompt shows a memory (s0 "
-                                         "with a random note, like an earlier reflection) that must not be copied")
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of the reflection-copy exercises whose prompt shows a memory (s0 "
+        "with a random note, like an earlier reflection) that must not be copied",
+    )
 
     @model_validator(mode="after")
     def _heads(self):
@@ -173,7 +204,7 @@ class AblationParams(_Strict):
 class SampleParams(_Strict):
     tasks_per_epoch: int = Field(64, ge=1)
     rollouts_per_task: dict[Literal["erl", "rlvr"], int] = Field(default_factory=lambda: {"erl": 4, "rlvr": 8})
-    sampling: Sampling = Sampling(temperature=1.0, max_new_tokens=8)
+    sampling: Sampling = Sampling()
 
     @model_validator(mode="after")
     def _both(self):
@@ -184,15 +215,17 @@ class SampleParams(_Strict):
 
 
 class ReflectParams(_Strict):
-    sampling: Sampling = Sampling(temperature=1.0, max_new_tokens=48)
-    max_reflection_tokens: int = Field(96, ge=1, description="reflections are truncated to this length")
+    sampling: Sampling = Sampling(max_new_tokens=32)
+    max_reflection_tokens: int = Field(64, ge=1, description="reflections are truncated to this length")
 
 
 class RetryParams(_Strict):
-    sampling: Sampling = Sampling(temperature=1.0, max_new_tokens=8)
+    sampling: Sampling = Sampling()
     control: bool = Field(
-        True, description="also replay every failed task once under s0 alone (no reflection, no feedback), never "
-        "trained: the plain second try a reflection must beat (retries.control_success)")
+        True,
+        description="also replay every failed task once under s0 alone (no reflection, no feedback), never "
+        "trained: the plain second try a reflection must beat (retries.control_success)",
+    )
 
 
 class ConsolidateParams(_Strict):
@@ -202,34 +235,45 @@ class ConsolidateParams(_Strict):
     train_second: bool = True
     train_distilled: bool = True
     distill_failed: bool = Field(False, description="also add failed second attempts (RAFT advantage 0)")
-    skip_zero_advantage: bool = Field(False, description="drop samples whose advantage is exactly 0")
+    skip_zero_advantage: bool = Field(True, description="drop samples whose advantage is exactly 0")
 
 
 class UpdateParams(_Strict):
     lr: Real = Field(1e-3, gt=0.0)
     weight_decay: Real = Field(0.01, ge=0.0)
     grad_clip: Real = Field(1.0, gt=0.0)
-    minibatch_size: int = Field(64, ge=1, description="samples per optimizer step")
-    ppo_epochs: int = Field(1, ge=1, description="passes over the epoch's samples")
+    minibatch_size: int = Field(8, ge=1, description="samples per optimizer step")
+    ppo_epochs: int = Field(2, ge=1, description="passes over the epoch's samples")
     micro_batch_tokens: int = Field(16384, ge=64, description="padded tokens per forward (gradient accumulation)")
     clip_low: Real = Field(0.2, ge=0.0, lt=1.0)
     clip_high: Real = Field(0.28, ge=0.0)
     dual_clip: Real = Field(3.0, gt=1.0, description="dual-clip bound c for negative advantages")
-    kl_coef: Real = Field(0.001, ge=0.0, description="k3 KL penalty to the epoch-0 policy")
+    kl_coef: Real = Field(0.02, ge=0.0, description="k3 KL penalty to the epoch-0 policy")
     kl_coef_reflection: Real | None = Field(
-        None, ge=0.0, description="the KL coefficient of reflection samples (null = kl_coef): a stronger anchor "
-                                  "keeps what the warm start taught the reflector (see README)")
+        None,
+        ge=0.0,
+        description="the KL coefficient of reflection samples (null = kl_coef): a stronger anchor "
+        "keeps what the warm start taught the reflector (see README)",
+    )
     entropy_coef: Real = Field(0.0, ge=0.0)
     replay_coef: Real = Field(
-        0.0, ge=0.0, description="weight of a teacher-forced loss on the warm start's exercises, replayed in every "
-                                 "optimizer step (policy.model: tiny only; 0 = off; see README)")
+        5.0,
+        ge=0.0,
+        description="weight of a teacher-forced loss on the warm start's exercises, replayed in every "
+        "optimizer step (policy.model: tiny only; 0 = off; see README)",
+    )
     replay_batch: int = Field(8, ge=1, description="replayed exercises per optimizer step")
     replay_reading: Real = Field(
-        0.5, ge=0.0, le=1.0, description="share of board-reading exercises in the replay (rest: reflection-copy "
-                                         "exercises)")
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="share of board-reading exercises in the replay (rest: reflection-copy exercises)",
+    )
     carry_optimizer_state: bool = Field(True, description="AdamW moments travel with the checkpoint")
     lr_decay_epochs: int = Field(
-        0, ge=0, le=999,
+        40,
+        ge=0,
+        le=999,
         description="0 = constant lr; N = cosine decay from lr (epoch 1) to lr * lr_final (epoch N and after)",
     )
     lr_final: Real = Field(0.1, gt=0.0, le=1.0, description="the decayed lr as a share of lr")
@@ -251,15 +295,17 @@ class UpdateParams(_Strict):
 
 class EvaluateParams(_Strict):
     samples_per_task: int = Field(4, ge=1)
-    sampling: Sampling = Sampling(temperature=0.7, top_p=0.8, top_k=20, max_new_tokens=8)
+    sampling: Sampling = Sampling(temperature=0.7, top_p=0.8, top_k=20)
 
 
 class TrainParams(_Strict):
-    epochs: int = Field(3, ge=1, le=999, description="ERL rounds; dvc.yaml is generated from this")
+    epochs: int = Field(40, ge=1, le=999, description="ERL rounds; dvc.yaml is generated from this")
     epochs_per_stage: int = Field(
-        0, ge=0, le=999,
+        5,
+        ge=0,
+        le=999,
         description="0 = one DVC stage (and process) per step of each epoch; k >= 1 = one DVC stage runs k whole "
-                    "epochs in one process (same artifacts, far less start-up per epoch)",
+        "epochs in one process (same artifacts, far less start-up per epoch)",
     )
 
 
@@ -282,7 +328,9 @@ class Params(_Strict):
         if self.sample.tasks_per_epoch > self.env.n_train:
             raise ValueError("sample.tasks_per_epoch must be <= env.n_train (rollout ids would repeat)")
         if self.update.replay_coef > 0 and self.policy.model != "tiny":
-            raise ValueError("update.replay_coef replays the embedded default's warm start: it needs policy.model: tiny")
+            raise ValueError(
+                "update.replay_coef replays the embedded default's warm start: it needs policy.model: tiny"
+            )
         return self
 
     @property
@@ -308,6 +356,17 @@ class Params(_Strict):
                 value = value[part]
             out[key] = value
         return out
+
+
+def resolve(cls, params=None, overrides: dict | None = None):
+    """``params`` (an instance of the pydantic model ``cls``; default: its defaults, which are params.yaml's) with
+    single keys overridden, validated: how environments take their settings."""
+    if not overrides:
+        return params if params is not None else cls()
+    try:
+        return cls.model_validate({**(params if params is not None else cls()).model_dump(), **overrides})
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class ParamsError(ValueError):

@@ -1,10 +1,12 @@
 """Batched generation on transformers: left padding, KV cache, one forward per new token for the whole
 batch, and per-row random generators so a row's sample depends only on its own seed. The vLLM engine
 (pipeline/vllm_engine.py) serves the same interface on GPUs."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import torch
 
@@ -18,7 +20,9 @@ class Generation:
 
 
 class Engine(Protocol):
-    def generate(self, prompts: Sequence[Sequence[int]], sampling: Sampling, seeds: Sequence[int]) -> list[Generation]: ...
+    def generate(
+        self, prompts: Sequence[Sequence[int]], sampling: Sampling, seeds: Sequence[int]
+    ) -> list[Generation]: ...
 
 
 def filter_logits(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
@@ -82,9 +86,17 @@ class HFEngine:
         cache = DynamicCache()
         step_ids, step_pos = ids, pos
         for _ in range(sampling.max_new_tokens):
-            logits = self.model(
-                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache, use_cache=True
-            ).logits[:, -1, :].float()
+            logits = (
+                self.model(
+                    input_ids=step_ids,
+                    attention_mask=mask,
+                    position_ids=step_pos,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                .logits[:, -1, :]
+                .float()
+            )
             if sampling.temperature == 0:
                 nxt = logits.argmax(-1)
             else:

@@ -1,5 +1,6 @@
 """Episodes as table rows and back: the columns shared by attempts, retries and evaluation rollouts, and
 the Trace a verifier needs, rebuilt from a row. No torch here."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,9 @@ from pipeline.envs.base import Step, Task, Trace
 
 
 def task_from_row(row: dict) -> Task:
-    return Task(task_id=row["task_id"], split=row["split"], spec=json.loads(row["spec"]), optimal_len=row["optimal_len"])
+    return Task(
+        task_id=row["task_id"], split=row["split"], spec=json.loads(row["spec"]), optimal_len=row["optimal_len"]
+    )
 
 
 def episode_columns(ep) -> dict:

@@ -1,5 +1,6 @@
 """File-level lineage: what every artifact's footer records (stage, epoch, input hashes, parameters read,
 code version, policy hash) and the check that recomputes it. No torch here."""
+
 from __future__ import annotations
 
 import functools
@@ -10,24 +11,37 @@ import subprocess
 from pathlib import Path
 
 from pipeline.artifacts import sha256_path
+from pipeline.codedeps import ROOT, stage_files
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
-
-@functools.lru_cache(maxsize=1)
-def code_version() -> dict:
-    """sha256 over the sources of pipeline/ and stages/ (works without Git), plus the Git commit if any."""
+def code_sha256(files: list[str]) -> str:
+    """sha256 over the paths and contents of ``files`` (relative to the project root), in the given order."""
     h = hashlib.sha256()
-    for sub in ("pipeline", "stages"):
-        for f in sorted((PACKAGE_ROOT / sub).rglob("*.py")):
-            h.update(f.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0" + f.read_bytes())
+    for f in files:
+        h.update(f.encode() + b"\0" + (ROOT / f).read_bytes())
+    return h.hexdigest()
+
+
+@functools.cache
+def code_version(stage: str, env: str) -> dict:
+    """The code that ran a stage: sha256 over exactly the files DVC lists as its code dependencies (works
+    without Git), the Git commit if any, and the versions of the packages that change numbers."""
+    files = stage_files(stage, env)
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=10
-        ).stdout.strip() or None
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         commit = None
-    return {"code_sha256": h.hexdigest(), "git_commit": commit, "packages": package_versions()}
+    return {
+        "code_sha256": code_sha256(files),
+        "code_files": len(files),
+        "git_commit": commit,
+        "packages": package_versions(),
+    }
 
 
 # The packages whose versions change numbers: the same code and seed on another torch or transformers
@@ -47,13 +61,15 @@ def package_versions() -> dict:
     return out
 
 
-def stage_lineage(stage: str, epoch: int | None, inputs: list[Path], params: dict, policy: Path | None = None) -> dict:
+def stage_lineage(
+    stage: str, epoch: int | None, inputs: list[Path], params: dict, env: str, policy: Path | None = None
+) -> dict:
     hashes = {Path(p).as_posix(): sha256_path(p) for p in inputs}
     return {
         "stage": stage,
         "epoch": epoch,
         "inputs": hashes,
         "params": params,
-        "code": code_version(),
+        "code": code_version(stage, env),
         "policy_sha256": hashes.get(Path(policy).as_posix()) if policy is not None else None,
     }

@@ -1,5 +1,6 @@
 """The one loss every sample kind is trained with (method page, section 2): per-token PPO clip with an
 asymmetric range and dual clip, plus the low-variance k3 KL to the frozen epoch-0 policy."""
+
 from __future__ import annotations
 
 import torch
@@ -29,3 +30,15 @@ def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Schulman's k3 estimator of KL(pi || ref): exp(ref - logp) - (ref - logp) - 1, always >= 0."""
     d = (ref_logp - logp).clamp(-20, 20)
     return torch.exp(d) - d - 1.0
+
+
+def answer_loss(model, batch: list[tuple[list[int], list[int]]], pad_id: int, device="cpu") -> torch.Tensor:
+    """Mean cross-entropy on the answer tokens of (prompt ids, answer ids) pairs, right-padded: the warm start's
+    loss, and the replay's during RL updates."""
+    width = max(len(a) + len(b) for a, b in batch)
+    ids = torch.full((len(batch), width), pad_id, device=device)
+    labels = torch.full((len(batch), width), -100, device=device)
+    for r, (a, b) in enumerate(batch):
+        ids[r, : len(a) + len(b)] = torch.tensor(a + b, device=device)
+        labels[r, len(a) : len(a) + len(b)] = torch.tensor(b, device=device)
+    return model(input_ids=ids, labels=labels).loss  # right padding: causal attention never sees the pads

@@ -1,6 +1,7 @@
 """Cross-episode memory as a versioned table. A reflection whose second attempt succeeded (r2 >= tau)
 becomes a new version; reflectors read the latest version and record which one. The memory never enters a
 first attempt. Version 0 means "no memory". No torch here."""
+
 from __future__ import annotations
 
 
@@ -18,7 +19,15 @@ def adopt(rows: list[dict], candidates: list[dict], epoch: int) -> list[dict]:
     out = [dict(r) for r in rows]
     version, _ = latest(rows)
     for c in candidates:
-        out.append({"version": version + 1, "parent_version": version, "epoch": epoch,
-                    "reflection_id": c["reflection_id"], "retry_id": c["retry_id"], "text": c["text"]})
+        out.append(
+            {
+                "version": version + 1,
+                "parent_version": version,
+                "epoch": epoch,
+                "reflection_id": c["reflection_id"],
+                "retry_id": c["retry_id"],
+                "text": c["text"],
+            }
+        )
         version += 1
     return out

@@ -19,6 +19,7 @@ update_kl           per-token k3 KL to the epoch-0 policy at the epoch's last op
 update_kl_first     the same at its first step (= KL of the previous epoch's policy on this epoch's samples)
 grad_norm           mean gradient norm before clipping
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -45,10 +46,15 @@ def train_metrics(feedback, reflections, retries, memory, samples, steps, epoch:
         "train_post_success": _mean(float(f["success"] or retry_ok.get(f["rollout_id"], False)) for f in feedback),
         "reflections": len(reflections),
         "reflections_tagged": sum(bool(r["has_tag"]) for r in reflections),
-        "reflections_with_note": sum(1 for r in reflections
-                                     if note.get(r["rollout_id"]) and r["reflection"].strip().endswith(note[r["rollout_id"]])),
+        "reflections_with_note": sum(
+            1
+            for r in reflections
+            if note.get(r["rollout_id"]) and r["reflection"].strip().endswith(note[r["rollout_id"]])
+        ),
         "retry_success": _mean(float(r["success"]) for r in retries),
-        "retry_control_success": _mean(float(r["control_success"]) for r in retries if r.get("control_success") is not None),
+        "retry_control_success": _mean(
+            float(r["control_success"]) for r in retries if r.get("control_success") is not None
+        ),
         "memory_adopted": sum(1 for m in memory if m["epoch"] == epoch),
         **{f"samples_{k}": kinds.get(k, 0) for k in ("first", "reflection", "second", "distilled")},
         "update_loss": _mean(s["loss"] for s in steps),

@@ -1,24 +1,41 @@
-"""Loading a policy checkpoint for generation: the transformers engine on CPU (or one GPU), or vLLM when
-``policy.engine: vllm``. Both expose Engine.generate over token ids."""
+"""A policy checkpoint opened for generation: the transformers engine on a CPU (or one GPU), or vLLM when
+``policy.engine: vllm``. Both serve Engine.generate over token ids. The model is loaded on first use, so a step
+with nothing to generate (no failed attempt to reflect on) never pays for it."""
+
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 
 from pipeline.config import Params
 
 
-def load_policy(params: Params, path: Path):
-    """(engine, tokenizer) for the checkpoint at ``path``."""
-    import torch
+class Policy:
+    def __init__(self, params: Params, path: Path):
+        self.params, self.path = params, Path(path)
 
-    from pipeline.engine import HFEngine, load_causal_lm, stop_ids_of
+    @cached_property
+    def _loaded(self):
+        import torch
 
-    torch.set_num_threads(int(os.environ.get("ERL_THREADS", torch.get_num_threads())))
-    if params.policy.engine == "vllm":
-        from pipeline.vllm_engine import VLLMEngine
+        from pipeline.engine import HFEngine, load_causal_lm, stop_ids_of
 
-        engine = VLLMEngine(str(path), dtype=params.policy.dtype, seed=params.seed)
-        return engine, engine.tokenizer
-    model, tok = load_causal_lm(str(path), params.policy.dtype)
-    return HFEngine(model, stop_ids_of(tok), tok.pad_token_id if tok.pad_token_id is not None else 0, params.policy.batch_size), tok
+        p = self.params
+        torch.set_num_threads(int(os.environ.get("ERL_THREADS", torch.get_num_threads())))
+        if p.policy.engine == "vllm":
+            from pipeline.vllm_engine import VLLMEngine
+
+            engine = VLLMEngine(str(self.path), dtype=p.policy.dtype, seed=p.seed)
+            return engine, engine.tokenizer
+        model, tok = load_causal_lm(str(self.path), p.policy.dtype)
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        return HFEngine(model, stop_ids_of(tok), pad, p.policy.batch_size), tok
+
+    @property
+    def engine(self):
+        return self._loaded[0]
+
+    @property
+    def tokenizer(self):
+        return self._loaded[1]

@@ -1,17 +1,36 @@
 """The run report: per-epoch history (CSV for `dvc plots`), final metrics, PNG plots, and a Markdown and
 an HTML page (plots embedded). Reads only metrics JSON and Parquet artifacts; no torch."""
+
 from __future__ import annotations
 
 import base64
 import csv
 import html
 import json
+from collections import defaultdict
 from pathlib import Path
 
 COLUMNS = [
-    "epoch", "eval_success", "eval_reward", "eval_kl", "train_pre_success", "train_post_success", "reflections",
-    "reflections_tagged", "reflections_with_note", "retry_success", "retry_control_success", "memory_adopted", "samples_first", "samples_reflection", "samples_second",
-    "samples_distilled", "update_loss", "update_kl", "update_kl_first", "grad_norm",
+    "epoch",
+    "eval_success",
+    "eval_reward",
+    "eval_kl",
+    "train_pre_success",
+    "train_post_success",
+    "reflections",
+    "reflections_tagged",
+    "reflections_with_note",
+    "retry_success",
+    "retry_control_success",
+    "memory_adopted",
+    "samples_first",
+    "samples_reflection",
+    "samples_second",
+    "samples_distilled",
+    "update_loss",
+    "update_kl",
+    "update_kl_first",
+    "grad_norm",
 ]
 
 
@@ -23,6 +42,21 @@ def load_history(metrics_files: list[Path]) -> list[dict]:
         m = json.loads(Path(f).read_text())
         rows.append({c: m.get(c) for c in COLUMNS})
     return sorted(rows, key=lambda r: r["epoch"])
+
+
+def top_reflections(reflections: list[list[dict]], samples: list[list[dict]], k: int = 10) -> list[dict]:
+    """Reflections ranked by the total advantage of the samples they produced (reflection, second, distilled);
+    ``reflections`` and ``samples``: the rows of each epoch's tables."""
+    total: dict[str, float] = defaultdict(float)
+    text: dict[str, str] = {}
+    for refl, smp in zip(reflections, samples):
+        for r in refl:
+            text[r["reflection_id"]] = r["reflection"]
+        for s in smp:
+            if s["reflection_id"]:
+                total[s["reflection_id"]] += s["advantage"]
+    ranked = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    return [{"reflection_id": rid, "total_advantage": adv, "reflection": text.get(rid, "")} for rid, adv in ranked]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -52,11 +86,13 @@ def _pyplot():
 def plot_success(rows, path: Path, title: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for key, label, style in [("eval_success", "held-out (first attempt)", "-"),
-                              ("train_pre_success", "training, before reflection", "-"),
-                              ("train_post_success", "training, after reflection", "-"),
-                              ("retry_success", "failed tasks: retry with reflection", "--"),
-                              ("retry_control_success", "failed tasks: plain retry under s0", ":")]:
+    for key, label, style in [
+        ("eval_success", "held-out (first attempt)", "-"),
+        ("train_pre_success", "training, before reflection", "-"),
+        ("train_post_success", "training, after reflection", "-"),
+        ("retry_success", "failed tasks: retry with reflection", "--"),
+        ("retry_control_success", "failed tasks: plain retry under s0", ":"),
+    ]:
         x, y = _series(rows, key)
         if x:
             ax.plot(x, y, style, marker="o", label=label)
@@ -75,9 +111,20 @@ def plot_training(rows, path: Path) -> None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, keys, ylabel in [
-        (axes[0], [("reflections", "generated"), ("reflections_with_note", "carrying the feedback's note"),
-                    ("memory_adopted", "adopted into memory")], "reflections"),
-        (axes[1], [("eval_kl", "KL(policy || epoch 0), held-out replies"), ("update_kl", "k3 KL at last update step")], "KL per token"),
+        (
+            axes[0],
+            [
+                ("reflections", "generated"),
+                ("reflections_with_note", "carrying the feedback's note"),
+                ("memory_adopted", "adopted into memory"),
+            ],
+            "reflections",
+        ),
+        (
+            axes[1],
+            [("eval_kl", "KL(policy || epoch 0), held-out replies"), ("update_kl", "k3 KL at last update step")],
+            "KL per token",
+        ),
         (axes[2], [("update_loss", "loss per step")], "loss"),
     ]:
         for key, label in keys:
@@ -105,8 +152,19 @@ def markdown_table(rows, keys) -> str:
     return "\n".join(out)
 
 
-TABLE_KEYS = ["epoch", "eval_success", "train_pre_success", "train_post_success", "retry_success",
-              "retry_control_success", "reflections", "reflections_with_note", "memory_adopted", "update_loss", "eval_kl"]
+TABLE_KEYS = [
+    "epoch",
+    "eval_success",
+    "train_pre_success",
+    "train_post_success",
+    "retry_success",
+    "retry_control_success",
+    "reflections",
+    "reflections_with_note",
+    "memory_adopted",
+    "update_loss",
+    "eval_kl",
+]
 
 
 def write_report(rows: list[dict], out_dir: Path, run: dict, top_reflections: list[dict]) -> dict:
@@ -120,9 +178,13 @@ def write_report(rows: list[dict], out_dir: Path, run: dict, top_reflections: li
     title = f"{run['algorithm']} on {run['env']} (seed {run['seed']})"
     plot_success(rows, out_dir / "success.png", title)
     plot_training(rows, out_dir / "training.png")
-    refl_md = "\n".join(
-        f"- `{r['reflection_id']}` (total advantage {r['total_advantage']:.2f}): {r['reflection'][:200]}" for r in top_reflections
-    ) or "- none"
+    refl_md = (
+        "\n".join(
+            f"- `{r['reflection_id']}` (total advantage {r['total_advantage']:.2f}): {r['reflection'][:200]}"
+            for r in top_reflections
+        )
+        or "- none"
+    )
     md = (
         f"# ERL run report: {title}\n\n"
         f"Held-out first-attempt success: {_fmt(rows[0]['eval_success'])} before training, "
@@ -134,18 +196,21 @@ def write_report(rows: list[dict], out_dir: Path, run: dict, top_reflections: li
     imgs = {n: base64.b64encode((out_dir / f"{n}.png").read_bytes()).decode() for n in ("success", "training")}
     head = "".join(f"<th>{html.escape(k)}</th>" for k in TABLE_KEYS)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k in TABLE_KEYS) + "</tr>" for r in rows)
-    refl_html = "".join(
-        f"<li><code>{html.escape(r['reflection_id'])}</code> ({r['total_advantage']:.2f}): {html.escape(r['reflection'][:300])}</li>"
-        for r in top_reflections
-    ) or "<li>none</li>"
+    refl_html = (
+        "".join(
+            f"<li><code>{html.escape(r['reflection_id'])}</code> ({r['total_advantage']:.2f}): {html.escape(r['reflection'][:300])}</li>"
+            for r in top_reflections
+        )
+        or "<li>none</li>"
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>ERL report: {html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}img{{max-width:100%}}</style></head><body>
 <h1>ERL run report: {html.escape(title)}</h1>
-<p>Held-out first-attempt success: {_fmt(rows[0]['eval_success'])} before training, {_fmt(final['eval_success'])} after epoch {final['epoch']}.</p>
+<p>Held-out first-attempt success: {_fmt(rows[0]["eval_success"])} before training, {_fmt(final["eval_success"])} after epoch {final["epoch"]}.</p>
 <table><tr>{head}</tr>{body}</table>
-<h2>Success</h2><img src="data:image/png;base64,{imgs['success']}">
-<h2>Reflections, KL and loss</h2><img src="data:image/png;base64,{imgs['training']}">
+<h2>Success</h2><img src="data:image/png;base64,{imgs["success"]}">
+<h2>Reflections, KL and loss</h2><img src="data:image/png;base64,{imgs["training"]}">
 <h2>Reflections whose samples carried the largest total advantage</h2><ol>{refl_html}</ol>
 </body></html>"""
     (out_dir / "report.html").write_text(page)

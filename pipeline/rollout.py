@@ -1,11 +1,13 @@
 """Multi-turn episodes: every active episode of a turn goes into one batched generation call, the last
 ```...``` block of each reply steps its environment, and the exact token ids the policy saw and produced
 are kept for training (environment tokens are never trained on)."""
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 

@@ -1,5 +1,6 @@
 """Seeds derive from (run seed, epoch, stage, row id), never from global state, so a row's randomness does
 not depend on batch composition or on which other rows exist."""
+
 from __future__ import annotations
 
 import hashlib

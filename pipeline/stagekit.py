@@ -1,5 +1,6 @@
 """What every stage entry point shares: argument parsing (--epoch, --params, --artifacts), validated
 params, the epoch's artifact paths, lineage metadata, and error reporting with a non-zero exit."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-from pipeline import dag  # noqa: E402
+from pipeline import codedeps, layout  # noqa: E402
 from pipeline.artifacts import SchemaError  # noqa: E402
 from pipeline.config import Params, ParamsError, load_or_exit  # noqa: E402
 from pipeline.lineage import stage_lineage  # noqa: E402
@@ -33,28 +34,29 @@ class StageContext:
     root: Path
 
     def dir(self, epoch: int | None = None) -> Path:
-        return dag.epoch_dir(self.epoch if epoch is None else epoch, self.root)
+        return layout.epoch_dir(self.epoch if epoch is None else epoch, self.root)
 
     def path(self, table: str, epoch: int | None = None) -> Path:
         return self.dir(epoch) / f"{table}.parquet"
 
     def policy(self, epoch: int) -> Path:
-        return dag.policy_dir(epoch, self.root)
+        return layout.policy_dir(epoch, self.root)
 
     @property
     def tasks_train(self) -> Path:
-        return dag.epoch_dir(0, self.root) / "tasks_train.parquet"
+        return layout.epoch_dir(0, self.root) / "tasks_train.parquet"
 
     @property
     def tasks_test(self) -> Path:
-        return dag.epoch_dir(0, self.root) / "tasks_test.parquet"
+        return layout.epoch_dir(0, self.root) / "tasks_test.parquet"
 
     def lineage(self, inputs: list[Path], keys: tuple[str, ...], policy: Path | None = None) -> dict:
-        return stage_lineage(self.stage, self.epoch, inputs, self.params.sections(*keys), policy)
+        return stage_lineage(self.stage, self.epoch, inputs, self.params.sections(*keys), self.params.env.name, policy)
 
 
-def parse(stage: str, doc: str | None, needs_epoch: bool = True, argv: list[str] | None = None,
-          min_epoch: int = 1) -> StageContext:
+def parse(
+    stage: str, doc: str | None, needs_epoch: bool = True, argv: list[str] | None = None, min_epoch: int = 1
+) -> StageContext:
     ap = argparse.ArgumentParser(
         prog=f"python -m stages.{stage}",
         description=(doc or "").strip(),
@@ -63,10 +65,12 @@ def parse(stage: str, doc: str | None, needs_epoch: bool = True, argv: list[str]
     if needs_epoch:
         ap.add_argument("--epoch", type=int, required=True, help="ERL round (1-based)")
     ap.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
-    ap.add_argument("--artifacts", default=str(dag.ARTIFACTS), help="artifact root (default: artifacts)")
+    ap.add_argument("--artifacts", default=str(layout.ARTIFACTS), help="artifact root (default: artifacts)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(message)s", stream=sys.stderr, force=True)
     params = load_or_exit(args.params)
+    global _ENV
+    _ENV = params.env.name
     epoch = getattr(args, "epoch", None)
     if needs_epoch and not min_epoch <= epoch <= params.train.epochs:
         print(f"error: --epoch {epoch} is outside {min_epoch}..train.epochs ({params.train.epochs})", file=sys.stderr)
@@ -75,6 +79,24 @@ def parse(stage: str, doc: str | None, needs_epoch: bool = True, argv: list[str]
 
 
 _NESTED = False
+_ENV: str | None = None  # env.name of the params the last parse() read: which environment's code the stage ran
+
+
+def script(main, stage: str) -> None:
+    """Run a stage's ``main`` as a script, then check that it imported no project file its declared code
+    dependencies (dvc.yaml, the lineage footer's hash) lack: such a file could change without DVC rerunning the
+    stage. Exit 3 naming the files when it did."""
+    main()
+    if _ENV is None:
+        return
+    missing = codedeps.undeclared(stage, _ENV)
+    if missing:
+        print(
+            f"error: {stage}: imported {', '.join(missing)}, which its code dependencies lack "
+            f"(pipeline/codedeps.py misses an import; fix the walk, then run `erl dvc-yaml`)",
+            file=sys.stderr,
+        )
+        raise SystemExit(3)
 
 
 @contextmanager

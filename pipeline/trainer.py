@@ -7,6 +7,7 @@ same number of optimizer steps (a process whose shard has run out takes part wit
 synchronizes gradients exactly once per step (the micro-batches before the last one run under ``no_sync``),
 so shards of different sizes or token counts cannot leave one process waiting on a collective forever. A
 step's loss is the mean over the samples of the global minibatch (minibatch_size, split across processes)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,8 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline.config import UpdateParams
-from pipeline.losses import k3_kl, ppo_clip, token_logprobs
-from pipeline.tiny import answer_loss
+from pipeline.losses import answer_loss, k3_kl, ppo_clip, token_logprobs
 
 
 @dataclass
@@ -81,8 +81,17 @@ def segment_logprobs(model, segs: list[Segment], pad_id: int, device, max_tokens
     return out
 
 
-def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u: UpdateParams, pad_id: int, seed: int,
-                replay: list[tuple[list[int], list[int]]] | None = None):
+def train_epoch(
+    accelerator,
+    model,
+    ref_model,
+    optimizer,
+    samples: list[dict],
+    u: UpdateParams,
+    pad_id: int,
+    seed: int,
+    replay: list[tuple[list[int], list[int]]] | None = None,
+):
     """One epoch of updates. Returns (per-sample rows, per-step rows) for this process's samples. ``replay``:
     (prompt ids, answer ids) of warm-start exercises; each optimizer step adds ``u.replay_coef`` times their
     teacher-forced loss on the next ``u.replay_batch`` of them (cycling)."""
@@ -102,8 +111,11 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
     order = [i for i in range(len(samples)) if i in by_sample]
     procs = accelerator.num_processes
     m = u.minibatch_size if procs == 1 else max(1, u.minibatch_size // procs)  # this process's share
-    counts = [len(order)] if procs == 1 else \
-        [int(c) for c in accelerator.gather(torch.tensor([len(order)], device=device)).tolist()]
+    counts = (
+        [len(order)]
+        if procs == 1
+        else [int(c) for c in accelerator.gather(torch.tensor([len(order)], device=device)).tolist()]
+    )
     n_mb = math.ceil(max(counts) / m)
     n_steps = u.ppo_epochs * n_mb
     bar = tqdm(total=n_steps, desc="update", file=sys.stderr, disable=None or not accelerator.is_main_process)
@@ -168,46 +180,40 @@ def train_epoch(accelerator, model, ref_model, optimizer, samples: list[dict], u
             optimizer.step()
             for i in mb:
                 st = stats[i]
-                sample_rows.append({
-                    "sample_id": samples[i]["sample_id"], "kind": samples[i]["kind"], "ppo_epoch": ppo_epoch,
-                    "step": step, "advantage": float(samples[i]["advantage"]), "n_tokens": st["n"],
-                    "loss": st["loss"], "kl": st["kl"], "ratio_mean": st["ratio"] / max(1, st["n"]),
-                    "clip_frac": st["clip"] / max(1, st["n"]),
-                })
-            step_rows.append({
-                "step": step, "ppo_epoch": ppo_epoch, "n_samples": len(mb), "n_tokens": n_tok,
-                "loss": tot_loss / max(1, len(mb)), "kl": tot_kl / max(1, n_tok), "clip_frac": tot_clip / max(1, n_tok),
-                "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"], "replay_loss": replay_loss,
-            })
+                sample_rows.append(
+                    {
+                        "sample_id": samples[i]["sample_id"],
+                        "kind": samples[i]["kind"],
+                        "ppo_epoch": ppo_epoch,
+                        "step": step,
+                        "advantage": float(samples[i]["advantage"]),
+                        "n_tokens": st["n"],
+                        "loss": st["loss"],
+                        "kl": st["kl"],
+                        "ratio_mean": st["ratio"] / max(1, st["n"]),
+                        "clip_frac": st["clip"] / max(1, st["n"]),
+                    }
+                )
+            step_rows.append(
+                {
+                    "step": step,
+                    "ppo_epoch": ppo_epoch,
+                    "n_samples": len(mb),
+                    "n_tokens": n_tok,
+                    "loss": tot_loss / max(1, len(mb)),
+                    "kl": tot_kl / max(1, n_tok),
+                    "clip_frac": tot_clip / max(1, n_tok),
+                    "grad_norm": float(grad_norm),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "replay_loss": replay_loss,
+                }
+            )
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{tot_loss / max(1, len(mb)):.4f}", kl=f"{tot_kl / max(1, n_tok):.2e}")
     bar.close()
     model.eval()
     return sample_rows, step_rows
-
-
-def save_optimizer(optimizer, path) -> None:
-    """AdamW moments as safetensors (no pickle), keyed '<param index>.<state name>'."""
-    from safetensors.torch import save_file
-
-    state = optimizer.state_dict()["state"]
-    tensors = {f"{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
-               for i, st in state.items() for k, v in st.items()}
-    save_file(tensors, str(path))
-
-
-def load_optimizer(optimizer, path) -> None:
-    from safetensors.torch import load_file
-
-    flat = load_file(str(path))
-    state: dict[int, dict] = {}
-    for key, v in flat.items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = v
-    sd = optimizer.state_dict()
-    sd["state"] = state
-    optimizer.load_state_dict(sd)
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 """The Engine interface served by vLLM (optional extra ``erl[vllm]``, GPU machines only). Per-request seeds
 keep the same (run seed, epoch, stage, row) determinism contract as the transformers engine."""
+
 from __future__ import annotations
 
 from pipeline.config import Sampling

@@ -4,6 +4,7 @@ audit command as a fresh process, the way a user runs it.
 
   python scripts/bench_audit.py --artifacts artifacts --epochs 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,11 @@ def main() -> int:
         cmds.insert(1, ["reflection", refl[0].as_py()])
     for cmd in cmds:
         t0 = time.perf_counter()
-        res = subprocess.run([sys.executable, "-m", "pipeline.audit", "--artifacts", str(tmp), "--json", *cmd],
-                             capture_output=True, text=True)
+        res = subprocess.run(
+            [sys.executable, "-m", "tools.audit", "--artifacts", str(tmp), "--json", *cmd],
+            capture_output=True,
+            text=True,
+        )
         print(f"erl audit {' '.join(cmd):<45} {time.perf_counter() - t0:6.2f} s  (exit {res.returncode})")
     shutil.rmtree(tmp.parent, ignore_errors=True)
     return 0

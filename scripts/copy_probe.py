@@ -13,6 +13,7 @@ test alike.
   python scripts/copy_probe.py --params P.yaml --boards yes    # the long input, with the boards
   python scripts/copy_probe.py --params P.yaml --policy DIR    # test an existing policy (no warm start)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,12 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
-    ap.add_argument("--boards", choices=["yes", "no"],
-                    help="override env.frozenlake.summary_boards: the reflector sees the boards, or only the action "
-                         "list and the feedback")
+    ap.add_argument(
+        "--boards",
+        choices=["yes", "no"],
+        help="override env.frozenlake.summary_boards: the reflector sees the boards, or only the action "
+        "list and the feedback",
+    )
     ap.add_argument("--policy", type=Path, help="test this policy directory instead of building one")
     ap.add_argument("--attempts", type=int, default=200)
     args = ap.parse_args(argv)
@@ -44,21 +48,26 @@ def main(argv=None) -> int:
     if args.boards:
         fl = p.env.frozenlake.model_copy(update={"summary_boards": args.boards == "yes"})
         p = p.model_copy(update={"env": p.env.model_copy(update={"frozenlake": fl})})
-    import stages.init as init
-    from pipeline.policy import load_policy
+    from pipeline import erl
+    from pipeline.envs import make_env
+    from pipeline.policy import Policy
     from pipeline.prompts import parse_reflection, prompt_set, reflector_messages
     from pipeline.rollout import encode_chat
-    from pipeline.warmstart import random_play
+    from pipeline.tiny.warmstart import random_play
 
     work = Path(tempfile.mkdtemp(prefix="copy-probe-"))
-    env, train, test = init.make_tasks(p, work)
+    env = make_env(p.env, work)
+    train, test = erl.task_sets(p, env)
     policy = args.policy
     if policy is None:
         t0 = time.perf_counter()
         policy = work / "policy"
-        init.build_policy(p, env, train, policy)
+        from stages.init import initial_policy
+
+        initial_policy(p, env, train, policy)
         print(f"warm start: {p.policy.tiny.warmstart_steps} steps in {time.perf_counter() - t0:.0f} s")
-    engine, tok = load_policy(p, policy)
+    loaded = Policy(p, policy)
+    engine, tok = loaded.engine, loaded.tokenizer
     prompts = prompt_set(p.policy.prompts, p.env.name)
     rng, failed = random.Random(7), []
     while len(failed) < args.attempts:
@@ -66,8 +75,14 @@ def main(argv=None) -> int:
         _, trace = random_play(env, task, rng, p.env.frozenlake.budget)
         if trace.steps and env.reward(trace) < 1:
             failed.append((task, trace))
-    ids = [encode_chat(tok, reflector_messages(prompts, env.summary(tr, env.render(env.reset(t)), True), None),
-                       p.policy.max_prompt_tokens) for t, tr in failed]
+    ids = [
+        encode_chat(
+            tok,
+            reflector_messages(prompts, env.summary(tr, env.render(env.reset(t)), True), None),
+            p.policy.max_prompt_tokens,
+        )
+        for t, tr in failed
+    ]
     gens = engine.generate(ids, p.reflect.sampling, list(range(len(ids))))
     copied, shaped, parts = 0, 0, None
     for (_, trace), g in zip(failed, gens):
@@ -78,9 +93,11 @@ def main(argv=None) -> int:
         if len(got) == len(want):
             shaped += 1
             parts = [a + (x == y) for a, x, y in zip(parts or [0] * len(want), got, want)]
-    print(f"{'with' if p.env.frozenlake.summary_boards else 'without'} boards, {sum(map(len, ids)) / len(ids):.0f} prompt tokens on average: "
-          f"{copied} of {len(failed)} reflections end with the note; {shaped} notes of the right shape, parts right "
-          f"{parts} (chance about 1/4 each)")
+    print(
+        f"{'with' if p.env.frozenlake.summary_boards else 'without'} boards, {sum(map(len, ids)) / len(ids):.0f} prompt tokens on average: "
+        f"{copied} of {len(failed)} reflections end with the note; {shaped} notes of the right shape, parts right "
+        f"{parts} (chance about 1/4 each)"
+    )
     return 0
 
 

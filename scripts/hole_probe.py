@@ -8,6 +8,7 @@ safe move.
 
   python scripts/hole_probe.py --states-epoch 30 --epochs 0 10 20 30 40
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,19 +24,26 @@ from pipeline.envs.frozenlake import ACTIONS, FROZEN, GOAL, HOLE, MOVES  # noqa:
 
 def fork_states(art: Path, epoch: int) -> list[tuple[list[int], str, str]]:
     """(prompt ids + the reply's first token, hole move, safe move) for every fork met in the epoch's attempts."""
-    from pipeline import dag
+    from pipeline import layout
     from pipeline.artifacts import read_rows
 
-    specs = {t["task_id"]: json.loads(t["spec"]) for t in read_rows("tasks", dag.epoch_dir(0, art) / "tasks_train.parquet")}
+    specs = {
+        t["task_id"]: json.loads(t["spec"])
+        for t in read_rows("tasks", layout.epoch_dir(0, art) / "tasks_train.parquet")
+    }
     out = []
-    for a in read_rows("attempts", dag.epoch_dir(epoch, art) / "attempts.parquet"):
+    for a in read_rows("attempts", layout.epoch_dir(epoch, art) / "attempts.parquet"):
         s = specs[a["task_id"]]
         grid, n, pos, goal = s["grid"], s["size"], tuple(s["start"]), tuple(s["goal"])
         for turn, action in enumerate(a["actions"]):
             dist = abs(pos[0] - goal[0]) + abs(pos[1] - goal[1])
-            closer = {m: grid[pos[0] + dr][pos[1] + dc] for m, (dr, dc) in MOVES.items()
-                      if 0 <= pos[0] + dr < n and 0 <= pos[1] + dc < n
-                      and abs(pos[0] + dr - goal[0]) + abs(pos[1] + dc - goal[1]) < dist}
+            closer = {
+                m: grid[pos[0] + dr][pos[1] + dc]
+                for m, (dr, dc) in MOVES.items()
+                if 0 <= pos[0] + dr < n
+                and 0 <= pos[1] + dc < n
+                and abs(pos[0] + dr - goal[0]) + abs(pos[1] + dc - goal[1]) < dist
+            }
             cells = sorted(closer.values())
             if len(cells) == 2 and cells[0] == HOLE and cells[1] in (GOAL, FROZEN) and a["response_ids"][turn]:
                 hole = next(m for m, v in closer.items() if v == HOLE)
@@ -62,21 +70,21 @@ def main(argv=None) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pipeline import dag
+    from pipeline import layout
 
     for e in [args.states_epoch, *args.epochs]:
-        if not dag.policy_dir(e, args.artifacts).is_dir():
+        if not layout.policy_dir(e, args.artifacts).is_dir():
             print(f"error: no policy for epoch {e} under {args.artifacts}", file=sys.stderr)
             return 2
     states = fork_states(args.artifacts, args.states_epoch)[: args.max_states]
     print(f"{len(states)} forks (one closer move safe, one into a hole) in epoch {args.states_epoch}'s first attempts")
     if not states:
         return 0
-    tok = AutoTokenizer.from_pretrained(dag.policy_dir(0, args.artifacts))
+    tok = AutoTokenizer.from_pretrained(layout.policy_dir(0, args.artifacts))
     ids = [tok.convert_tokens_to_ids(m) for m in ACTIONS]
     names = list(ACTIONS)
     for e in args.epochs:
-        model = AutoModelForCausalLM.from_pretrained(dag.policy_dir(e, args.artifacts)).eval()
+        model = AutoModelForCausalLM.from_pretrained(layout.policy_dir(e, args.artifacts)).eval()
         p_hole = p_safe = wins = 0.0
         with torch.no_grad():
             for prompt, hole, safe in states:
@@ -85,7 +93,9 @@ def main(argv=None) -> int:
                 h, s = float(p[names.index(hole)]), float(p[names.index(safe)])
                 p_hole, p_safe, wins = p_hole + h, p_safe + s, wins + (s > h)
         k = len(states)
-        print(f"epoch {e:3d}: p(hole move) {p_hole / k:.3f}  p(safe move) {p_safe / k:.3f}  safe preferred {wins / k:.2f}")
+        print(
+            f"epoch {e:3d}: p(hole move) {p_hole / k:.3f}  p(safe move) {p_safe / k:.3f}  safe preferred {wins / k:.2f}"
+        )
     return 0
 
 

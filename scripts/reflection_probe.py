@@ -16,6 +16,7 @@ for the note its warm-start copying exercise copies (``env.reflection_note``: ``
   python scripts/reflection_probe.py                           # the main job's run (artifacts/, params.yaml)
   python scripts/reflection_probe.py --artifacts A --params P  # another run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,10 +33,10 @@ from pipeline.episodes import trace_from_row  # noqa: E402
 def epoch_rows(art: Path, epoch: int, env) -> list[dict]:
     """One row per reflection of the epoch: whether it ends with the note, its retry's and the control's reward.
     Each failed attempt's trace is rebuilt as the feedback stage rebuilds it."""
-    from pipeline import dag
+    from pipeline import layout
     from pipeline.artifacts import read_rows
 
-    d = dag.epoch_dir(epoch, art)
+    d = layout.epoch_dir(epoch, art)
     if not (d / "reflections.parquet").exists():
         return []
     attempts = {a["rollout_id"]: a for a in read_rows("attempts", d / "attempts.parquet")}
@@ -51,13 +52,23 @@ def epoch_rows(art: Path, epoch: int, env) -> list[dict]:
         retry = retries.get(r["reflection_id"])
         if retry is None:
             continue
-        row = {"copied": bool(note) and r["reflection"].strip().endswith(note), "text": r["reflection"],
-               "retry": retry["reward"], "control": retry["control_reward"], "repeat": None, "siblings": []}
+        row = {
+            "copied": bool(note) and r["reflection"].strip().endswith(note),
+            "text": r["reflection"],
+            "retry": retry["reward"],
+            "control": retry["control_reward"],
+            "repeat": None,
+            "siblings": [],
+        }
         move = env.last_move(trace) if getattr(env, "feedback_from", False) else None
         if move is not None and failed["events"][-1] == "hole":  # the fatal move and the cell it was taken from
             row["repeat"] = took_at(env, retry, *move)
-            row["siblings"] = [t for a in by_task[failed["task_id"]] if a["rollout_id"] != failed["rollout_id"]
-                               if (t := took_at(env, a, *move)) is not None]
+            row["siblings"] = [
+                t
+                for a in by_task[failed["task_id"]]
+                if a["rollout_id"] != failed["rollout_id"]
+                if (t := took_at(env, a, *move)) is not None
+            ]
         out.append(row)
     return out
 
@@ -86,8 +97,10 @@ def _pair(rows: list[dict]) -> str:
     if not rows:
         return "     -/-      n    0"
     ctl = [r["control"] for r in rows if r["control"] is not None]
-    return (f"{statistics.fmean(r['retry'] for r in rows):.3f}/{statistics.fmean(ctl) if ctl else float('nan'):.3f}"
-            f" n {len(rows):4d}")
+    return (
+        f"{statistics.fmean(r['retry'] for r in rows):.3f}/{statistics.fmean(ctl) if ctl else float('nan'):.3f}"
+        f" n {len(rows):4d}"
+    )
 
 
 def main(argv=None) -> int:
@@ -112,14 +125,18 @@ def main(argv=None) -> int:
             continue
         every += rows
         ok = [r for r in rows if r["copied"]]
-        print(f"{e:5d}  {len(ok) / len(rows):6.2f}  {_pair(ok):>24s}  {_pair([r for r in rows if not r['copied']]):>21s}"
-              f"  {_repeat(rows):>29s}   {rows[0]['text'][-40:]!r}")
+        print(
+            f"{e:5d}  {len(ok) / len(rows):6.2f}  {_pair(ok):>24s}  {_pair([r for r in rows if not r['copied']]):>21s}"
+            f"  {_repeat(rows):>29s}   {rows[0]['text'][-40:]!r}"
+        )
     if not every:
         print(f"error: no reflections under {args.artifacts}", file=sys.stderr)
         return 1
     ok = [r for r in every if r["copied"]]
-    print(f"all    {len(ok) / len(every):6.2f}  {_pair(ok):>24s}  {_pair([r for r in every if not r['copied']]):>21s}"
-          f"  {_repeat(every):>29s}")
+    print(
+        f"all    {len(ok) / len(every):6.2f}  {_pair(ok):>24s}  {_pair([r for r in every if not r['copied']]):>21s}"
+        f"  {_repeat(every):>29s}"
+    )
     return 0
 
 

@@ -1,39 +1,45 @@
-"""consolidate: build the epoch's training samples (first attempts, reflections, second attempts, distilled
-second attempts under s0) with their advantages and source ids, and the next memory version. Needs no model.
+"""consolidate: the training samples and the memory (step 5 of the round, pipeline/erl.py): first attempts,
+reflections, second attempts and distilled second attempts under s0, with their advantages and source ids, and
+the next memory version. Needs no model.
 
   python -m stages.consolidate --epoch 1
 
 Reads attempts, feedback, reflections, retries of the epoch and memory of epoch-1; writes samples.parquet
 and memory.parquet.
 """
+
 from __future__ import annotations
 
 import logging
 from collections import Counter
 
-from pipeline import stagekit
+from pipeline import erl, stagekit
 from pipeline.artifacts import read_rows, write_table
-from pipeline.consolidation import build_samples, next_memory
 
 log = logging.getLogger("erl")
 KEYS = ("algorithm", "ablation", "consolidate")
+TABLES = ("attempts", "feedback", "reflections", "retries")
 
 
 def main(argv=None) -> None:
     ctx = stagekit.parse("consolidate", __doc__, argv=argv)
     with stagekit.stage_errors("consolidate"):
         p, e = ctx.params, ctx.epoch
-        names = ("attempts", "feedback", "reflections", "retries")
-        tables = {n: read_rows(n, ctx.path(n)) for n in names}
+        t = {n: read_rows(n, ctx.path(n)) for n in TABLES}
         memory_rows = read_rows("memory", ctx.path("memory", e - 1))
-        samples = build_samples(p, e, tables["attempts"], tables["feedback"], tables["reflections"], tables["retries"])
-        memory = next_memory(p, e, memory_rows, tables["reflections"], tables["retries"])
-        lineage = ctx.lineage([ctx.path(n) for n in names] + [ctx.path("memory", e - 1)], KEYS)
+        samples, memory = erl.consolidate(
+            p, e, t["attempts"], t["feedback"], t["reflections"], t["retries"], memory_rows
+        )
+        lineage = ctx.lineage([ctx.path(n) for n in TABLES] + [ctx.path("memory", e - 1)], KEYS)
         write_table("samples", samples, ctx.path("samples"), lineage)
         write_table("memory", memory, ctx.path("memory"), lineage)
-        log.info("samples by kind: %s; memory versions: %d (+%d)", dict(Counter(s["kind"] for s in samples)),
-                 len(memory), len(memory) - len(memory_rows))
+        log.info(
+            "samples by kind: %s; memory versions: %d (+%d)",
+            dict(Counter(s["kind"] for s in samples)),
+            len(memory),
+            len(memory) - len(memory_rows),
+        )
 
 
 if __name__ == "__main__":
-    main()
+    stagekit.script(main, "consolidate")

@@ -8,6 +8,7 @@ once per step (about 5 s each on 2 cores), and DVC checks one stage instead of s
 
 Chosen by ``train.epochs_per_stage`` (k >= 1: one such DVC stage per k epochs; 0: one stage per step).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline import dag, stagekit
+from pipeline import layout, stagekit
 from pipeline.config import load_or_exit
 
 log = logging.getLogger("erl")
@@ -26,7 +27,7 @@ log = logging.getLogger("erl")
 def _keys() -> tuple[str, ...]:
     """The params every step reads, without a key whose parent section is listed too."""
     keys: list[str] = []
-    for s in dag.EPOCH_STAGES:
+    for s in layout.EPOCH_STAGES:
         for k in importlib.import_module(f"stages.{s}").KEYS:
             if k not in keys:
                 keys.append(k)
@@ -37,21 +38,26 @@ KEYS = _keys()
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m stages.epochs", description=(__doc__ or "").strip(),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m stages.epochs",
+        description=(__doc__ or "").strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--first", type=int, required=True, help="first epoch to run (1-based)")
     ap.add_argument("--last", type=int, required=True, help="last epoch to run")
     ap.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
-    ap.add_argument("--artifacts", default=str(dag.ARTIFACTS), help="artifact root (default: artifacts)")
+    ap.add_argument("--artifacts", default=str(layout.ARTIFACTS), help="artifact root (default: artifacts)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[epochs] %(message)s", stream=sys.stderr)
     epochs = load_or_exit(args.params).train.epochs
     if not 1 <= args.first <= args.last <= epochs:
-        print(f"error: need 1 <= --first ({args.first}) <= --last ({args.last}) <= train.epochs ({epochs})",
-              file=sys.stderr)
+        print(
+            f"error: need 1 <= --first ({args.first}) <= --last ({args.last}) <= train.epochs ({epochs})",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     t0 = time.perf_counter()
-    steps = [importlib.import_module(f"stages.{s}") for s in dag.EPOCH_STAGES]
+    steps = [importlib.import_module(f"stages.{s}") for s in layout.EPOCH_STAGES]
     common = ["--params", args.params, "--artifacts", str(Path(args.artifacts))]
     with stagekit.nested():
         for e in range(args.first, args.last + 1):
@@ -66,4 +72,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    stagekit.script(main, "epochs")

@@ -1,5 +1,6 @@
 """Shared pytest fixtures. Prefect's test server is opt-in (it takes ~20 s to start): request
 ``prefect_server`` in the tests that need one."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Make a throwaway copy of the project in a temporary Git + DVC repository with tiny settings."""
+
 from __future__ import annotations
 
 import copy
@@ -13,8 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TINY = {
     "env": {"n_train": 60, "n_test": 12},
-    "policy": {"tiny": {"hidden_size": 32, "layers": 2, "heads": 2, "intermediate_size": 64, "warmstart_steps": 20,
-                        "warmstart_batch_size": 16}},
+    "policy": {
+        "tiny": {
+            "hidden_size": 32,
+            "layers": 2,
+            "heads": 2,
+            "intermediate_size": 64,
+            "warmstart_steps": 20,
+            "warmstart_batch_size": 16,
+        }
+    },
     "sample": {"tasks_per_epoch": 6},
     "evaluate": {"samples_per_task": 1},
     "reflect": {"sampling": {"max_new_tokens": 12}},
@@ -45,9 +54,11 @@ def run(args, cwd, check=True, **kw):
 def make_project(dst: Path, overrides: dict | None = None) -> Path:
     """A Git + DVC copy of the project in ``dst`` (pipeline/, stages/, generated dvc.yaml, one commit) with
     params.yaml + TINY + overrides: the same sandbox `erl bench` and `erl compare` run in."""
-    from pipeline.bench import make_copy
+    from tools.bench import make_copy
 
-    params = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), deep_update(copy.deepcopy(TINY), overrides or {}))
+    params = deep_update(
+        yaml.safe_load((ROOT / "params.yaml").read_text()), deep_update(copy.deepcopy(TINY), overrides or {})
+    )
     make_copy(dst, params)
     return dst
 

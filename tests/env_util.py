@@ -1,4 +1,5 @@
 """Helpers shared by the environment tests."""
+
 from __future__ import annotations
 
 from pipeline.envs.base import Trace

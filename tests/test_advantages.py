@@ -1,4 +1,5 @@
 """pipeline/advantages.py: GRPO with the unbiased std, groups of one, all-equal groups, RAFT."""
+
 from __future__ import annotations
 
 import math

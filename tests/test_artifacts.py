@@ -1,5 +1,6 @@
 """pipeline/artifacts.py: schema'd Parquet round trips, lineage in the footer, schema errors, atomic writes,
 directory hashes."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -14,28 +15,59 @@ LINEAGE = {"stage": "test", "epoch": 1, "inputs": {"a.parquet": "0" * 64}, "para
 
 def _episode(seed: int) -> dict:
     return {
-        "system_prompt": "play the game .", "initial_observation": "S F\nH G",
-        "messages": ["board 1", "board 2"], "responses": ["```right```", "```oops```"], "actions": ["right", None],
-        "moved": [True, False], "events": ["moved", "invalid"], "observations": ["S F\nH G", "S F\nH G"],
-        "prompt_ids": [[1, 2, 3], [4, 5]], "response_ids": [[6, 7], [8]], "n_turns": 2, "seed": seed,
+        "system_prompt": "play the game .",
+        "initial_observation": "S F\nH G",
+        "messages": ["board 1", "board 2"],
+        "responses": ["```right```", "```oops```"],
+        "actions": ["right", None],
+        "moved": [True, False],
+        "events": ["moved", "invalid"],
+        "observations": ["S F\nH G", "S F\nH G"],
+        "prompt_ids": [[1, 2, 3], [4, 5]],
+        "response_ids": [[6, 7], [8]],
+        "n_turns": 2,
+        "seed": seed,
     }
 
 
 def attempts_rows() -> list[dict]:
     return [
         {"rollout_id": f"e1/t{t}/r{i}", "task_id": f"t{t}", "epoch": 1, "sample_idx": i, **_episode(2**40 + i)}
-        for t in range(2) for i in range(2)
+        for t in range(2)
+        for i in range(2)
     ]
 
 
 def samples_rows() -> list[dict]:
     return [
-        {"sample_id": "e1/t0/r0/first", "epoch": 1, "kind": "first", "task_id": "t0", "rollout_id": "e1/t0/r0",
-         "reflection_id": None, "retry_id": None, "reward": 0.0, "advantage": -0.5, "prompt_ids": [[1, 2], [3]],
-         "response_ids": [[4], [5, 6]], "n_tokens": 3},
-        {"sample_id": "e1/t0/r0/f/distilled", "epoch": 1, "kind": "distilled", "task_id": "t0",
-         "rollout_id": "e1/t0/r0", "reflection_id": "e1/t0/r0/f", "retry_id": "e1/t0/r0/y", "reward": 1.0,
-         "advantage": 1.0, "prompt_ids": [[9]], "response_ids": [[4]], "n_tokens": 1},
+        {
+            "sample_id": "e1/t0/r0/first",
+            "epoch": 1,
+            "kind": "first",
+            "task_id": "t0",
+            "rollout_id": "e1/t0/r0",
+            "reflection_id": None,
+            "retry_id": None,
+            "reward": 0.0,
+            "advantage": -0.5,
+            "prompt_ids": [[1, 2], [3]],
+            "response_ids": [[4], [5, 6]],
+            "n_tokens": 3,
+        },
+        {
+            "sample_id": "e1/t0/r0/f/distilled",
+            "epoch": 1,
+            "kind": "distilled",
+            "task_id": "t0",
+            "rollout_id": "e1/t0/r0",
+            "reflection_id": "e1/t0/r0/f",
+            "retry_id": "e1/t0/r0/y",
+            "reward": 1.0,
+            "advantage": 1.0,
+            "prompt_ids": [[9]],
+            "response_ids": [[4]],
+            "n_tokens": 1,
+        },
     ]
 
 
@@ -64,8 +96,9 @@ def generic_rows(name: str, n: int = 3) -> list[dict]:
     return [{f.name: _value(f.type, i) for f in SCHEMAS[name]} for i in range(n)]
 
 
-@pytest.mark.parametrize("name, rows", [("attempts", attempts_rows()), ("samples", samples_rows()),
-                                        ("memory", memory_rows())])
+@pytest.mark.parametrize(
+    "name, rows", [("attempts", attempts_rows()), ("samples", samples_rows()), ("memory", memory_rows())]
+)
 def test_round_trip_explicit(tmp_path, name, rows):
     path = write_table(name, rows, tmp_path / f"{name}.parquet", LINEAGE)
     assert read_rows(name, path) == rows

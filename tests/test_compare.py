@@ -1,4 +1,5 @@
 """`erl compare` end to end on tiny settings: two arms, one seed, one epoch, through real `dvc repro` runs."""
+
 from __future__ import annotations
 
 import copy
@@ -6,35 +7,56 @@ import csv
 
 import pytest
 import yaml
-
 from e2e_util import ROOT, TINY, deep_update
-from pipeline.compare import main as compare
-from pipeline.compare import paired, summarize, write_markdown, write_outputs
+
+from tools.compare import main as compare
+from tools.compare import paired, summarize, write_markdown, write_outputs
 
 
 def _run(final, retry, control):
-    return [{"epoch": 0, "eval_success": 0.2, "seconds": 0.0},
-            {"epoch": 1, "eval_success": final, "seconds": 50.0, "train_pre_success": 0.3, "train_post_success": 0.4,
-             "retry_success": retry, "retry_control_success": control, "memory_adopted": 3}]
+    return [
+        {"epoch": 0, "eval_success": 0.2, "seconds": 0.0},
+        {
+            "epoch": 1,
+            "eval_success": final,
+            "seconds": 50.0,
+            "train_pre_success": 0.3,
+            "train_post_success": 0.4,
+            "retry_success": retry,
+            "retry_control_success": control,
+            "memory_adopted": 3,
+        },
+    ]
 
 
 def test_summary_table_spread_and_retry_columns(tmp_path):
     results = {("erl", 0): _run(0.5, 0.4, 0.1), ("erl", 1): _run(0.7, 0.2, 0.3), ("rlvr", 0): _run(0.3, None, None)}
     summary = summarize(results)
-    assert summary["erl"]["final"][0] == pytest.approx(0.6) and summary["erl"]["final"][1] == pytest.approx(0.1414, abs=1e-4)
+    assert summary["erl"]["final"][0] == pytest.approx(0.6) and summary["erl"]["final"][1] == pytest.approx(
+        0.1414, abs=1e-4
+    )
     assert summary["rlvr"]["final"][1] is None  # one seed: no spread, not a fake 0
     assert summary["erl"]["retry"] == pytest.approx(0.3) and summary["erl"]["control"] == pytest.approx(0.2)
     write_markdown(summary, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1]}, tmp_path / "c.md")
     md = (tmp_path / "c.md").read_text()
     assert "| tiny | frozenlake | 0.600 ± 0.141 | 0.300 |" in md
-    assert "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |" in md  # memory: adoptions per run, mean over seeds
+    assert (
+        "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |"
+        in md
+    )  # memory: adoptions per run, mean over seeds
     assert "| rlvr | 0.200 | 0.300 | 0.300 | 0.300 | 0.400 | - | - | 3 | 50 |" in md
     assert "Partial" not in md
 
 
 def test_paired_differences_against_rlvr_use_only_shared_seeds(tmp_path):
-    results = {("rlvr", 0): _run(0.3, None, None), ("rlvr", 1): _run(0.6, None, None), ("erl", 0): _run(0.5, 0.4, 0.1),
-               ("erl", 1): _run(0.5, 0.2, 0.3), ("erl", 2): _run(0.9, 0.2, 0.3), ("erl-no-memory", 1): _run(0.7, 0.2, 0.3)}
+    results = {
+        ("rlvr", 0): _run(0.3, None, None),
+        ("rlvr", 1): _run(0.6, None, None),
+        ("erl", 0): _run(0.5, 0.4, 0.1),
+        ("erl", 1): _run(0.5, 0.2, 0.3),
+        ("erl", 2): _run(0.9, 0.2, 0.3),
+        ("erl-no-memory", 1): _run(0.7, 0.2, 0.3),
+    }
     pairs = paired(results)
     assert set(pairs) == {"erl", "erl-no-memory"}  # not rlvr against itself
     erl = pairs["erl"]
@@ -57,24 +79,36 @@ def test_paired_differences_against_rlvr_use_only_shared_seeds(tmp_path):
 
 
 def test_merge_combines_runs_made_separately_and_refuses_clashes(tmp_path, capsys):
-    write_outputs({("rlvr", 0): _run(0.3, None, None), ("erl", 1): _run(0.7, 0.2, 0.3)},
-                  {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1]}, tmp_path / "a")
-    write_outputs({("erl", 0): _run(0.5, 0.4, 0.1)}, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0]},
-                  tmp_path / "b")
+    write_outputs(
+        {("rlvr", 0): _run(0.3, None, None), ("erl", 1): _run(0.7, 0.2, 0.3)},
+        {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1]},
+        tmp_path / "a",
+    )
+    write_outputs(
+        {("erl", 0): _run(0.5, 0.4, 0.1)},
+        {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0]},
+        tmp_path / "b",
+    )
     a, b = tmp_path / "a" / "compare.csv", tmp_path / "b" / "compare.csv"
     assert compare(["--merge", str(a), str(b), "--out", str(tmp_path / "m"), "--note", "b ran elsewhere."]) == 0
     md = (tmp_path / "m" / "compare.md").read_text()
     assert "\nb ran elsewhere.\n" in md and "same machine" in md
     # the same table as one comparison of the three runs would give; arms in the usual order (rlvr first)
     assert "| tiny | frozenlake | 0.300 | 0.600 ± 0.141 |" in md
-    assert "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |" in md
+    assert (
+        "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |"
+        in md
+    )
     assert "seeds [0, 1]" in md and str(a) in md and "Partial" not in md
     assert len(list(csv.DictReader(open(tmp_path / "m" / "compare.csv")))) == 6
     capsys.readouterr()
     assert compare(["--merge", str(a), str(a), "--out", str(tmp_path / "x")]) == 2  # the same run twice
     assert "rlvr seed 0 is in both" in capsys.readouterr().err
-    write_outputs({("rlvr", 5): _run(0.3, None, None)[:1]}, {"env": "frozenlake", "model": "tiny", "epochs": 0,
-                                                           "seeds": [5]}, tmp_path / "c")
+    write_outputs(
+        {("rlvr", 5): _run(0.3, None, None)[:1]},
+        {"env": "frozenlake", "model": "tiny", "epochs": 0, "seeds": [5]},
+        tmp_path / "c",
+    )
     assert compare(["--merge", str(a), str(tmp_path / "c" / "compare.csv"), "--out", str(tmp_path / "y")]) == 2
     assert "different lengths" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # nothing written on an error
@@ -83,7 +117,10 @@ def test_merge_combines_runs_made_separately_and_refuses_clashes(tmp_path, capsy
 def test_partial_outputs_say_which_runs_finished(tmp_path):
     results = {("erl", 0): _run(0.5, 0.4, 0.1)}
     write_outputs(results, {"env": "frozenlake", "model": "tiny", "epochs": 1, "seeds": [0, 1]}, tmp_path, partial=True)
-    assert "**Partial:**" in (tmp_path / "compare.md").read_text() and "erl seed 0" in (tmp_path / "compare.md").read_text()
+    assert (
+        "**Partial:**" in (tmp_path / "compare.md").read_text()
+        and "erl seed 0" in (tmp_path / "compare.md").read_text()
+    )
     assert len(list(csv.DictReader(open(tmp_path / "compare.csv")))) == 2
 
 
@@ -95,8 +132,12 @@ def test_compare_writes_table_curves_and_csv(tmp_path):
     pfile = tmp_path / "params.yaml"
     pfile.write_text(yaml.safe_dump(params))
     out = tmp_path / "reports"
-    assert compare(["--params", str(pfile), "--arms", "erl", "rlvr", "--seeds", "1", "--first-seed", "3",
-                    "--out", str(out)]) == 0
+    assert (
+        compare(
+            ["--params", str(pfile), "--arms", "erl", "rlvr", "--seeds", "1", "--first-seed", "3", "--out", str(out)]
+        )
+        == 0
+    )
     md = (out / "compare.md").read_text()
     assert "seeds [3]" in md
     assert "| model | task | erl | rlvr |" in md and "| tiny | frozenlake |" in md

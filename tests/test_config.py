@@ -1,5 +1,6 @@
 """pipeline/config.py: defaults, the repo's params.yaml, and one ParamsError per kind of bad input, each naming
 the offending dotted key. Plus the stage entry point's exit code 2 before anything is written."""
+
 from __future__ import annotations
 
 import subprocess
@@ -31,6 +32,27 @@ def test_defaults_load():
     assert p.algorithm == "erl" and p.seed == 0
     assert p.env.name == "frozenlake"
     assert p.sample.rollouts_per_task == {"erl": 4, "rlvr": 8}
+
+
+def test_code_defaults_are_params_yaml():
+    """One source of defaults: params.yaml holds every key the code reads, and every default in the code equals
+    it, so a reader of params.yaml knows every value a run used."""
+    assert Params().model_dump(mode="json") == yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def _keys(d: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in d.items():
+        out |= _keys(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "rollouts_per_task" else {f"{prefix}{k}"}
+    return out
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in ROOT.glob("params*.yaml")))
+def test_every_preset_is_complete_and_valid(preset):
+    """A preset is copied over params.yaml; DVC tracks only the keys the file holds, so it holds them all."""
+    raw = yaml.safe_load((ROOT / preset).read_text())
+    assert _keys(raw) == _keys(Params().model_dump(mode="json")), preset
+    load_params(ROOT / preset)
 
 
 def test_empty_file_gives_defaults(tmp_path):
@@ -166,9 +188,11 @@ def test_flags_follow_algorithm_and_ablation():
 # stages/feedback.py imports only pipeline.{stagekit,advantages,artifacts,envs,episodes,prompts} (no torch) and
 # calls stagekit.parse() -- which validates params and the epoch -- before reading or writing any table.
 
+
 def _run_feedback(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stages.feedback", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.feedback", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_feedback_stage_bad_params_exits_2(tmp_path):
@@ -217,7 +241,13 @@ def test_paper_preset_validates_and_matches_the_method_page():
     p = load_params(Path(__file__).resolve().parent.parent / "params.paper.yaml")
     assert p.policy.prompts == "paper" and p.policy.history == 0
     assert p.sample.rollouts_per_task == {"erl": 4, "rlvr": 10}
-    assert (p.update.lr, p.update.clip_low, p.update.clip_high, p.update.dual_clip, p.update.kl_coef) == (1e-6, 0.2, 0.28, 3.0, 0.001)
+    assert (p.update.lr, p.update.clip_low, p.update.clip_high, p.update.dual_clip, p.update.kl_coef) == (
+        1e-6,
+        0.2,
+        0.28,
+        3.0,
+        0.001,
+    )
     assert (p.evaluate.sampling.temperature, p.evaluate.sampling.top_p, p.evaluate.sampling.top_k) == (0.7, 0.8, 20)
     assert (p.env.frozenlake.min_size, p.env.frozenlake.max_size, p.env.frozenlake.budget) == (2, 9, 8)
 
@@ -225,7 +255,7 @@ def test_paper_preset_validates_and_matches_the_method_page():
 def test_lr_schedule_constant_by_default_and_cosine_when_asked():
     from pipeline.config import UpdateParams
 
-    const = UpdateParams(lr=1e-3)
+    const = UpdateParams(lr=1e-3, lr_decay_epochs=0)
     assert [const.lr_at(e) for e in (1, 7, 500)] == [1e-3] * 3
     cos = UpdateParams(lr=1e-3, lr_decay_epochs=5, lr_final=0.1)
     lrs = [cos.lr_at(e) for e in range(1, 8)]
@@ -244,4 +274,5 @@ def test_replay_needs_the_embedded_default(tmp_path):
     msg = _error(tmp_path, {"policy": {"model": "some/hub-model"}, "update": {"replay_coef": 1.0}})
     assert "update.replay_coef" in msg and "policy.model: tiny" in msg
     assert _error(tmp_path, {"update": {"replay_coef": -1}}).count("update.replay_coef") == 1
-    assert load_params(_write(tmp_path, {"policy": {"model": "some/hub-model"}})).update.replay_coef == 0.0
+    hub = {"policy": {"model": "some/hub-model"}, "update": {"replay_coef": 0.0}}
+    assert load_params(_write(tmp_path, hub)).update.replay_coef == 0.0

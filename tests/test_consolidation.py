@@ -1,4 +1,5 @@
-"""pipeline/consolidation.py and pipeline/memory.py on small fake tables (only the columns they read)."""
+"""Consolidation (pipeline/erl.py, step 5) and pipeline/memory.py on small fake tables (only the columns they read)."""
+
 from __future__ import annotations
 
 import math
@@ -8,12 +9,15 @@ import pytest
 from pipeline import memory
 from pipeline.advantages import EPS
 from pipeline.config import Params
-from pipeline.consolidation import build_samples, next_memory
+from pipeline.erl import next_memory
+from pipeline.erl import training_samples as build_samples
 
 EPOCH = 2
 
 
 def params(**over) -> Params:
+    """params.yaml's values, but keeping zero-advantage samples (the tests count every sample), with ``over``."""
+    over = {**over, "consolidate": {"skip_zero_advantage": False, **over.get("consolidate", {})}}
     return Params.model_validate(over)
 
 
@@ -24,15 +28,39 @@ RETRY = {"b": 1.0, "c": 0.0, "d": 1.0}
 
 
 def tables():
-    attempts = [{"rollout_id": r, "task_id": t, "prompt_ids": [[1, 2], [3]], "response_ids": [[10], [11, 12]]}
-                for r, (t, _) in FIRST.items()]
-    feedback = [{"rollout_id": r, "task_id": t, "reward": rew, "advantage": 0.1 * i}
-                for i, (r, (t, rew)) in enumerate(FIRST.items())]
-    reflections = [{"reflection_id": f"{r}/f", "rollout_id": r, "task_id": FIRST[r][0], "prompt_ids": [5, 6, 7],
-                    "response_ids": [8, 9], "reflection": f"rules from {r}"} for r in RETRY]
-    retries = [{"retry_id": f"{r}/y", "rollout_id": r, "reflection_id": f"{r}/f", "task_id": FIRST[r][0],
-                "reward": rew, "success": rew >= 1.0, "prompt_ids": [[20, 21]], "response_ids": [[30, 31, 32]],
-                "distill_prompt_ids": [[40]]} for r, rew in RETRY.items()]
+    attempts = [
+        {"rollout_id": r, "task_id": t, "prompt_ids": [[1, 2], [3]], "response_ids": [[10], [11, 12]]}
+        for r, (t, _) in FIRST.items()
+    ]
+    feedback = [
+        {"rollout_id": r, "task_id": t, "reward": rew, "advantage": 0.1 * i}
+        for i, (r, (t, rew)) in enumerate(FIRST.items())
+    ]
+    reflections = [
+        {
+            "reflection_id": f"{r}/f",
+            "rollout_id": r,
+            "task_id": FIRST[r][0],
+            "prompt_ids": [5, 6, 7],
+            "response_ids": [8, 9],
+            "reflection": f"rules from {r}",
+        }
+        for r in RETRY
+    ]
+    retries = [
+        {
+            "retry_id": f"{r}/y",
+            "rollout_id": r,
+            "reflection_id": f"{r}/f",
+            "task_id": FIRST[r][0],
+            "reward": rew,
+            "success": rew >= 1.0,
+            "prompt_ids": [[20, 21]],
+            "response_ids": [[30, 31, 32]],
+            "distill_prompt_ids": [[40]],
+        }
+        for r, rew in RETRY.items()
+    ]
     return attempts, feedback, reflections, retries
 
 
@@ -55,7 +83,7 @@ def test_erl_produces_four_kinds_with_source_ids():
     for s in samples:
         assert s["epoch"] == EPOCH
         assert s["n_tokens"] == sum(len(r) for r in s["response_ids"])
-    for r, s in ((k[:-len("/first")], s) for k, s in kinds["first"].items()):
+    for r, s in ((k[: -len("/first")], s) for k, s in kinds["first"].items()):
         assert (s["rollout_id"], s["reflection_id"], s["retry_id"], s["task_id"]) == (r, None, None, FIRST[r][0])
     for kind in ("reflection", "second", "distilled"):
         for s in kinds[kind].values():
@@ -125,6 +153,7 @@ def test_skip_zero_advantage():
 
 # --- memory ------------------------------------------------------------------------------------------------
 
+
 def test_latest_empty():
     assert memory.latest([]) == (0, None)
 
@@ -136,14 +165,24 @@ def test_latest_picks_highest_version():
 
 def test_next_memory_adopts_successful_retries_in_a_chain():
     _, _, reflections, retries = tables()
-    prev = [{"version": 1, "parent_version": 0, "epoch": 1, "reflection_id": "old/f", "retry_id": "old/y",
-             "text": "old rules"}]
+    prev = [
+        {
+            "version": 1,
+            "parent_version": 0,
+            "epoch": 1,
+            "reflection_id": "old/f",
+            "retry_id": "old/y",
+            "text": "old rules",
+        }
+    ]
     out = next_memory(params(), EPOCH, prev, reflections, retries)
     assert out[0] == prev[0] and out[0] is not prev[0]
     new = out[1:]
     assert [(m["version"], m["parent_version"]) for m in new] == [(2, 1), (3, 2)]
     assert [(m["reflection_id"], m["retry_id"], m["text"]) for m in new] == [
-        ("b/f", "b/y", "rules from b"), ("d/f", "d/y", "rules from d")]
+        ("b/f", "b/y", "rules from b"),
+        ("d/f", "d/y", "rules from d"),
+    ]
     assert all(m["epoch"] == EPOCH for m in new)
     assert memory.latest(out) == (3, "rules from d")
 

@@ -1,6 +1,7 @@
 """End-to-end smoke runs: the real `dvc repro` in a temporary Git repository on tiny settings. Checks that
 every table exists with its schema, the ids join across tables, lineage hashes hold, the checkpoint reloads
 with AutoModelForCausalLM, and a second `dvc repro` does no work."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from e2e_util import ROOT, dvc, make_project, run
-from pipeline import dag
+
+from pipeline import layout
 from pipeline.artifacts import read_lineage, read_table, sha256_dir, sha256_path, write_table
 
 pytestmark = pytest.mark.slow
@@ -29,14 +30,21 @@ def erl_run(tmp_path_factory):
 
 
 def tables(repo, epoch):
-    return {n: read_table(n, repo / dag.epoch_dir(epoch) / f"{n}.parquet").to_pandas() for n in TABLES}
+    return {n: read_table(n, repo / layout.epoch_dir(epoch) / f"{n}.parquet").to_pandas() for n in TABLES}
 
 
 def test_every_table_exists_and_ids_join(erl_run):
     repo = erl_run
     for e in (1, 2):
         t = tables(repo, e)
-        att, fb, refl, ret, smp, upd = t["attempts"], t["feedback"], t["reflections"], t["retries"], t["samples"], t["updates"]
+        att, fb, refl, ret, smp, upd = (
+            t["attempts"],
+            t["feedback"],
+            t["reflections"],
+            t["retries"],
+            t["samples"],
+            t["updates"],
+        )
         assert len(att) == 6 * 4 and set(fb.rollout_id) == set(att.rollout_id)
         failed = set(fb.rollout_id[fb.reward < 1.0])
         assert set(refl.rollout_id) == failed, "one reflection per failed first attempt"
@@ -50,10 +58,12 @@ def test_every_table_exists_and_ids_join(erl_run):
         assert set(upd.sample_id) == set(smp.sample_id), "every sample entered the update, once per ppo epoch"
         assert upd.loss.notna().all() and (upd.n_tokens > 0).all()
         # update -> checkpoint hashes
-        assert set(upd.checkpoint_sha256) == {sha256_dir(repo / dag.policy_dir(e))}
-        assert set(upd.parent_sha256) == {sha256_dir(repo / dag.policy_dir(e - 1))}
+        assert set(upd.checkpoint_sha256) == {sha256_dir(repo / layout.policy_dir(e))}
+        assert set(upd.parent_sha256) == {sha256_dir(repo / layout.policy_dir(e - 1))}
         mem = t["memory"]
-        assert set(mem.reflection_id) <= set().union(*[set(tables(repo, k)["reflections"].reflection_id) for k in range(1, e + 1)])
+        assert set(mem.reflection_id) <= set().union(
+            *[set(tables(repo, k)["reflections"].reflection_id) for k in range(1, e + 1)]
+        )
         # a reflection -> the update it fed, through SQL-like joins
         chain = refl.merge(smp, on="reflection_id", suffixes=("", "_s")).merge(upd, on="sample_id")
         assert len(chain) >= len(refl)
@@ -64,12 +74,12 @@ def test_lineage_footers_match_inputs(erl_run):
     repo = erl_run
     for e in (1, 2):
         for n in TABLES:
-            meta = read_lineage(repo / dag.epoch_dir(e) / f"{n}.parquet")
+            meta = read_lineage(repo / layout.epoch_dir(e) / f"{n}.parquet")
             assert meta["epoch"] == e and meta["code"]["code_sha256"]
             assert {"python", "torch", "transformers"} <= set(meta["code"]["packages"])
             for path, digest in meta["inputs"].items():
                 assert sha256_path(repo / path) == digest, f"{n}@{e}: {path} changed since it was read"
-    assert read_lineage(repo / dag.epoch_dir(1) / "samples.parquet")["params"]["algorithm"] == "erl"
+    assert read_lineage(repo / layout.epoch_dir(1) / "samples.parquet")["params"]["algorithm"] == "erl"
 
 
 def test_checkpoint_reloads_and_policy_changed(erl_run):
@@ -77,12 +87,12 @@ def test_checkpoint_reloads_and_policy_changed(erl_run):
     from transformers import AutoModelForCausalLM
 
     repo = erl_run
-    m0 = AutoModelForCausalLM.from_pretrained(repo / dag.policy_dir(0))
-    m2 = AutoModelForCausalLM.from_pretrained(repo / dag.policy_dir(2))
+    m0 = AutoModelForCausalLM.from_pretrained(repo / layout.policy_dir(0))
+    m2 = AutoModelForCausalLM.from_pretrained(repo / layout.policy_dir(2))
     diff = sum(float((a - b).detach().abs().sum()) for a, b in zip(m0.parameters(), m2.parameters()))
     assert diff > 0
-    assert not list((repo / dag.policy_dir(2)).glob("*.bin"))
-    m = json.loads((repo / dag.metrics_path(2)).read_text())
+    assert not list((repo / layout.policy_dir(2)).glob("*.bin"))
+    m = json.loads((repo / layout.metrics_path(2)).read_text())
     assert m["update_kl"] is not None and m["update_kl"] >= 0 and m["reflections"] > 0
     assert torch.isfinite(torch.tensor(m["update_loss"]))
 
@@ -146,18 +156,20 @@ def test_separate_step_processes_match_the_one_process_block(erl_run, tmp_path):
     repo = erl_run
     assert "python -m stages.epochs --first 1 --last 2" in (repo / "dvc.yaml").read_text()
     art = tmp_path / "artifacts"
-    shutil.copytree(repo / dag.epoch_dir(0), art / "init")
-    for s in dag.EPOCH_STAGES:
+    shutil.copytree(repo / layout.epoch_dir(0), art / "init")
+    for s in layout.EPOCH_STAGES:
         run(["python", "-m", f"stages.{s}", "--epoch", "1", "--artifacts", str(art)], repo)
     for n in TABLES:
-        block, step = repo / dag.epoch_dir(1) / f"{n}.parquet", dag.epoch_dir(1, art) / f"{n}.parquet"
+        block, step = repo / layout.epoch_dir(1) / f"{n}.parquet", layout.epoch_dir(1, art) / f"{n}.parquet"
         assert read_table(n, block).equals(read_table(n, step)), n
         lb, ls = read_lineage(block), read_lineage(step)
         # the same inputs by name; their digests differ only where an input's own footer names its path
         assert sorted(Path(p).name for p in lb.pop("inputs")) == sorted(Path(p).name for p in ls.pop("inputs")), n
         assert lb == ls, n
-    assert sha256_dir(repo / dag.policy_dir(1)) == sha256_dir(dag.policy_dir(1, art))
-    assert json.loads((repo / dag.metrics_path(1)).read_text()) == json.loads(dag.metrics_path(1, art).read_text())
+    assert sha256_dir(repo / layout.policy_dir(1)) == sha256_dir(layout.policy_dir(1, art))
+    assert json.loads((repo / layout.metrics_path(1)).read_text()) == json.loads(
+        layout.metrics_path(1, art).read_text()
+    )
 
 
 def test_update_under_accelerate_launch_with_two_processes(erl_run, tmp_path):
@@ -172,13 +184,13 @@ def test_update_under_accelerate_launch_with_two_processes(erl_run, tmp_path):
 
     repo = erl_run
     art = tmp_path / "artifacts"
-    shutil.copytree(repo / dag.epoch_dir(0), art / "init")
-    dag.epoch_dir(1, art).mkdir(parents=True)
-    src = repo / dag.epoch_dir(1) / "samples.parquet"
+    shutil.copytree(repo / layout.epoch_dir(0), art / "init")
+    layout.epoch_dir(1, art).mkdir(parents=True)
+    src = repo / layout.epoch_dir(1) / "samples.parquet"
     samples = read_table("samples", src)
     n = samples.num_rows - (samples.num_rows + 1) % 2  # odd: rank 0 gets (n+1)/2 samples, rank 1 (n-1)/2
     assert n >= 3
-    write_table("samples", samples.slice(0, n), dag.epoch_dir(1, art) / "samples.parquet", read_lineage(src))
+    write_table("samples", samples.slice(0, n), layout.epoch_dir(1, art) / "samples.parquet", read_lineage(src))
     share = n // 2  # per-process minibatch: rank 1 is done after one step, rank 0 needs a second for its last sample
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["update"].update(minibatch_size=2 * share, micro_batch_tokens=64, ppo_epochs=2)
@@ -187,18 +199,43 @@ def test_update_under_accelerate_launch_with_two_processes(erl_run, tmp_path):
         s_.bind(("127.0.0.1", 0))
         port = s_.getsockname()[1]
     # --multi_gpu starts torchrun; without a GPU the processes form a gloo group (MULTI_CPU). --cpu would start one.
-    res = run(["python", "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port),
-               "-m", "stages.update", "--epoch", "1", "--params", str(tmp_path / "params.yaml"), "--artifacts", str(art)],
-              repo, check=False, timeout=300)  # a deadlocked collective would otherwise wait forever
+    res = run(
+        [
+            "python",
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(port),
+            "-m",
+            "stages.update",
+            "--epoch",
+            "1",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--artifacts",
+            str(art),
+        ],
+        repo,
+        check=False,
+        timeout=300,
+    )  # a deadlocked collective would otherwise wait forever
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    upd = read_table("updates", dag.epoch_dir(1, art) / "updates.parquet").to_pandas()
+    upd = read_table("updates", layout.epoch_dir(1, art) / "updates.parquet").to_pandas()
     assert upd.groupby("sample_id").size().eq(2).all() and upd.sample_id.nunique() == n
-    steps = read_table("steps", dag.epoch_dir(1, art) / "steps.parquet").to_pandas()
+    steps = read_table("steps", layout.epoch_dir(1, art) / "steps.parquet").to_pandas()
     assert len(steps) == 2 * math.ceil(math.ceil(n / 2) / share)  # per PPO epoch: rank 0's shard in steps of share
     assert steps.grad_norm.notna().all() and (steps.grad_norm > 0).any()
-    new = AutoModelForCausalLM.from_pretrained(dag.policy_dir(1, art))
-    old = AutoModelForCausalLM.from_pretrained(dag.policy_dir(0, art))
+    new = AutoModelForCausalLM.from_pretrained(layout.policy_dir(1, art))
+    old = AutoModelForCausalLM.from_pretrained(layout.policy_dir(0, art))
     assert any(not (a == b).all() for a, b in zip(new.state_dict().values(), old.state_dict().values()))
 
 
@@ -217,16 +254,16 @@ def test_rlvr_writes_empty_reflection_tables_with_same_schema(tmp_path):
 
 
 def audit(repo, *args):
-    return run(["python", "-m", "pipeline.audit", *args], repo, check=False)
+    return run(["python", "-m", "tools.audit", *args], repo, check=False)
 
 
 def test_audit_update_traces_reflections(erl_run):
     res = audit(erl_run, "--json", "update", "2")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["checkpoint_sha256"] == sha256_dir(erl_run / dag.policy_dir(2))
-    assert out["parent_sha256"] == sha256_dir(erl_run / dag.policy_dir(1))
-    refl = read_table("reflections", erl_run / dag.epoch_dir(2) / "reflections.parquet").to_pandas()
+    assert out["checkpoint_sha256"] == sha256_dir(erl_run / layout.policy_dir(2))
+    assert out["parent_sha256"] == sha256_dir(erl_run / layout.policy_dir(1))
+    refl = read_table("reflections", erl_run / layout.epoch_dir(2) / "reflections.parquet").to_pandas()
     assert {r["reflection_id"] for r in out["reflections"]} == set(refl.reflection_id)
     contrib = [r["contribution"] for r in out["reflections"]]
     assert contrib == sorted(contrib, reverse=True)
@@ -237,7 +274,7 @@ def test_audit_update_traces_reflections(erl_run):
 
 
 def test_audit_reflection_and_task_forward_traces(erl_run):
-    refl = read_table("reflections", erl_run / dag.epoch_dir(1) / "reflections.parquet").to_pandas()
+    refl = read_table("reflections", erl_run / layout.epoch_dir(1) / "reflections.parquet").to_pandas()
     rid = refl.reflection_id.iloc[0]
     out = json.loads(audit(erl_run, "--json", "reflection", rid).stdout)
     assert out["reflection"]["reflection_id"] == rid and out["retry"]["retry_id"].startswith(refl.rollout_id.iloc[0])
@@ -260,10 +297,55 @@ def test_audit_verify_passes_then_catches_tampering(erl_run, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     copy = tmp_path / "copy"
     shutil.copytree(erl_run, copy)
-    victim = copy / dag.epoch_dir(1) / "feedback.parquet"
+    victim = copy / layout.epoch_dir(1) / "feedback.parquet"
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
     res = audit(copy, "verify")
     assert res.returncode == 1
     assert "artifacts/epoch_001/feedback.parquet" in res.stdout
+
+
+def test_audit_options_after_the_subcommand(erl_run):
+    res = audit(erl_run, "update", "2", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["checkpoint_sha256"] == sha256_dir(erl_run / layout.policy_dir(2))
+    assert audit(erl_run, "--json", "update", "2").stdout == res.stdout
+
+
+def test_editing_a_tool_or_an_unused_environment_leaves_the_run_clean(erl_run, tmp_path):
+    """Code dependencies are the files a stage imports: editing any tool, or an environment the run does not use,
+    changes no stage; editing the method reruns the stages that import it."""
+    copy = tmp_path / "copy"
+    shutil.copytree(erl_run, copy)
+    for rel in sorted(p.relative_to(copy).as_posix() for p in (copy / "tools").glob("*.py")) + [
+        "pipeline/envs/sokoban.py",
+        "pipeline/tiny/sokoban.py",
+        "pipeline/envs/qa.py",
+    ]:
+        path = copy / rel
+        if path.exists():
+            path.write_text(path.read_text() + "\n# edited\n")
+    status = dvc(copy, "status").stdout
+    assert "up to date" in status, status
+    (copy / "pipeline/erl.py").write_text((copy / "pipeline/erl.py").read_text() + "\n# edited\n")
+    status = dvc(copy, "status").stdout
+    assert "changed deps" in status and "pipeline/erl.py" in status and "epochs_e1-e2" in status
+    assert "validate" in status  # validate renders the graph from every stage module
+
+
+def test_an_experiment_that_changes_the_graph(erl_run, tmp_path):
+    """`dvc exp run -S train.epochs=1` needs another dvc.yaml: it stops in the validate stage, before DVC has
+    removed any output, and says what to do; `erl exp run` regenerates dvc.yaml and runs the experiment."""
+    copy = tmp_path / "copy"
+    shutil.copytree(erl_run, copy)
+    before = {p: p.stat().st_mtime_ns for p in (copy / "artifacts").rglob("*.parquet")}
+    res = dvc(copy, "exp", "run", "-S", "train.epochs=1", check=False)
+    assert res.returncode != 0
+    assert "erl exp run" in res.stderr + res.stdout and "train.epochs=1" in res.stderr + res.stdout
+    assert {p: p.stat().st_mtime_ns for p in (copy / "artifacts").rglob("*.parquet")} == before
+    run(["git", "checkout", "--", "params.yaml"], copy)
+    res = run(["python", "-m", "tools.cli", "exp", "run", "-S", "train.epochs=1"], copy, check=False, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "python -m stages.epochs --first 1 --last 1" in (copy / "dvc.yaml").read_text()
+    assert json.loads((copy / "reports" / "metrics.json").read_text())["epoch"] == 1

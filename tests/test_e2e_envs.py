@@ -2,13 +2,14 @@
 tiny settings with ``env.name`` switched to sokoban and to qa (nothing else about the pipeline changes).
 Checks that every stage ran, the episodes are the environment's own, success means reward 1, and for QA
 that init built the search index and the graph tracks it."""
+
 from __future__ import annotations
 
 import pytest
 import yaml
-
 from e2e_util import dvc, make_project
-from pipeline import dag
+
+from pipeline import layout
 from pipeline.artifacts import read_table
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def qa_run(tmp_path_factory):
 
 
 def tables(repo, epoch=1):
-    return {n: read_table(n, repo / dag.epoch_dir(epoch) / f"{n}.parquet").to_pandas() for n in TABLES}
+    return {n: read_table(n, repo / layout.epoch_dir(epoch) / f"{n}.parquet").to_pandas() for n in TABLES}
 
 
 def _common_checks(repo, actions: set):
@@ -60,7 +61,7 @@ def _common_checks(repo, actions: set):
     # the tiny model is barely warm-started here: its replies may all be invalid, but never another env's
     assert {a for row in att.actions for a in row if a is not None} <= actions
     assert len(t["eval"]) == 12 and len(t["steps"]) >= 1
-    assert (repo / dag.metrics_path(1)).is_file() and (repo / "reports" / "report.md").is_file()
+    assert (repo / layout.metrics_path(1)).is_file() and (repo / "reports" / "report.md").is_file()
     return t
 
 
@@ -68,17 +69,17 @@ def test_sokoban_pipeline_runs(sokoban_run):
     t = _common_checks(sokoban_run, {"left", "down", "right", "up"})
     first = t["attempts"].initial_observation.iloc[0].splitlines()
     assert len(first) == 7 and first[0].startswith("0 E E")  # padded, row-numbered Sokoban boards
-    tasks = read_table("tasks", sokoban_run / dag.epoch_dir(0) / "tasks_train.parquet").to_pandas()
+    tasks = read_table("tasks", sokoban_run / layout.epoch_dir(0) / "tasks_train.parquet").to_pandas()
     assert set(tasks.env) == {"sokoban"} and tasks.optimal_len.between(1, 8).all()
     assert {e for row in t["attempts"].events for e in row} <= {"", "solved", "limit"}
 
 
 def test_qa_pipeline_runs_and_tracks_the_index(qa_run):
-    index = qa_run / dag.qa_index_path()
+    index = qa_run / layout.qa_index_path()
     assert index.is_file() and index.stat().st_size > 0
     stages = yaml.safe_load((qa_run / "dvc.yaml").read_text())["stages"]
-    assert dag.qa_index_path().as_posix() in stages["init"]["outs"]
-    assert dag.qa_index_path().as_posix() in stages[dag.block_name(1, 1)]["deps"]  # the stage that runs epoch 1
+    assert layout.qa_index_path().as_posix() in stages["init"]["outs"]
+    assert layout.qa_index_path().as_posix() in stages[layout.block_name(1, 1)]["deps"]  # the stage that runs epoch 1
     t = _common_checks(qa_run, {"search", "answer"})
     first = t["attempts"].initial_observation.iloc[0]
     assert first.startswith("question : in which ")

@@ -1,4 +1,5 @@
 """The transformers generation engine on a tiny random model: per-row determinism, stop tokens, filtering."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from pipeline.config import Sampling, TinyParams
 from pipeline.engine import HFEngine, filter_logits
-from pipeline.tiny import build_model, build_tokenizer
+from pipeline.tiny.model import build_model, build_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """How the environments plug into the pipeline: per-environment prompt sets, the dvc.yaml graph of the QA
 environment (its search index), and the warm-start hooks every environment offers. No torch."""
+
 from __future__ import annotations
 
 import random
@@ -9,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import dag, dvcgen
+from pipeline import graph, layout
 from pipeline.config import EnvParams, Params
 from pipeline.envs import make_env
 from pipeline.prompts import ENV_PROMPTS, PROMPTS, PromptSet, prompt_set
+from tools import dvcgen
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = set(typing.get_args(EnvParams.model_fields["name"].annotation))
@@ -58,23 +60,39 @@ def test_qa_prompts_state_the_reply_format_the_env_parses():
 # ---- dvc.yaml ----------------------------------------------------------------------------------------------
 
 
-def _params(**env) -> Params:
-    return Params.model_validate({"env": env})
+def _params(epochs: int = 3, **env) -> Params:
+    return Params.model_validate({"env": env, "train": {"epochs": epochs, "epochs_per_stage": 0}})
 
 
-def test_grid_graphs_equal_the_default_graph():
-    assert dvcgen.render(3, _params(name="frozenlake")) == dvcgen.render(3)
-    assert dvcgen.render(3, _params(name="sokoban")) == dvcgen.render(3)
+def _code(stage_spec: dict) -> set[str]:
+    return {d for d in stage_spec["deps"] if d.endswith(".py")}
+
+
+def test_grid_graphs_differ_only_in_the_environment_code():
+    fl = yaml.safe_load(graph.render(_params(name="frozenlake")))["stages"]
+    sk = yaml.safe_load(graph.render(_params(name="sokoban")))["stages"]
+    assert list(fl) == list(sk)
+    for name in fl:
+        assert {k: v for k, v in fl[name].items() if k != "deps"} == {k: v for k, v in sk[name].items() if k != "deps"}
+        assert not {d for d in _code(fl[name]) ^ _code(sk[name])} - {
+            "pipeline/envs/frozenlake.py",
+            "pipeline/envs/sokoban.py",
+            "pipeline/tiny/frozenlake.py",
+            "pipeline/tiny/sokoban.py",
+        }, name
+    assert "pipeline/envs/sokoban.py" not in _code(fl["sample_e1"]) and "pipeline/envs/frozenlake.py" in _code(
+        fl["sample_e1"]
+    )
 
 
 def test_qa_graph_tracks_the_search_index():
-    index = dag.qa_index_path().as_posix()
-    stages = yaml.safe_load(dvcgen.render(2, _params(name="qa")))["stages"]
+    index = layout.qa_index_path().as_posix()
+    stages = yaml.safe_load(graph.render(_params(2, name="qa")))["stages"]
     assert index in stages["init"]["outs"]
     for name in ("evaluate_e0", "sample_e1", "retry_e1", "evaluate_e1", "sample_e2", "retry_e2", "evaluate_e2"):
         assert index in stages[name]["deps"], name
     assert index not in stages["feedback_e1"]["deps"]  # the verifier needs only the trace
-    hot = yaml.safe_load(dvcgen.render(1, _params(name="qa", qa={"hotpot_path": "data/hotpot.json"})))["stages"]
+    hot = yaml.safe_load(graph.render(_params(1, name="qa", qa={"hotpot_path": "data/hotpot.json"})))["stages"]
     assert "data/hotpot.json" in hot["init"]["deps"]
 
 
@@ -87,7 +105,7 @@ def test_check_fails_when_env_changes_the_graph(tmp_path):
     out.write_text((ROOT / "dvc.yaml").read_text())
     assert dvcgen.main(["--check", "--params", str(params), "--out", str(out)]) == 1
     assert dvcgen.main(["--params", str(params), "--out", str(out)]) == 0
-    assert dag.qa_index_path().as_posix() in out.read_text()
+    assert layout.qa_index_path().as_posix() in out.read_text()
 
 
 # ---- warm-start hooks --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """Tests of pipeline/flows.py on a fake DVC project whose stages have the real names but trivial cmds."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.dag import EPOCH_STAGES, metrics_path, stage_name
-from pipeline.flows import METRICS_ARTIFACT_KEY, REPORT_ARTIFACT_KEY, build_deployment, erl_train, run_stage
+from pipeline.layout import EPOCH_STAGES, metrics_path, stage_name
+from tools.flows import METRICS_ARTIFACT_KEY, REPORT_ARTIFACT_KEY, build_deployment, erl_train, run_stage
 
 EPOCHS = 2
 
@@ -23,17 +24,17 @@ def _cmd(name: str, out: str, payload: str | dict) -> str:
     No backslashes or double quotes inside: DVC 3.67 (ruamel) can fold a long cmd in dvc.lock right after
     an escaped backslash and corrupt it, after which the stage always reads as "changed command".
     """
-    content = "__import__('json').dumps(%r)" % payload if isinstance(payload, dict) else repr(payload)
+    content = f"__import__('json').dumps({payload!r})" if isinstance(payload, dict) else repr(payload)
     code = (
-        "import pathlib as p; o = p.Path(%r); o.parent.mkdir(parents=True, exist_ok=True); "
-        "o.write_text(%s); open('run_order.txt', 'a').write(%r + chr(10))" % (out, content, name)
+        f"import pathlib as p; o = p.Path({out!r}); o.parent.mkdir(parents=True, exist_ok=True); "
+        f"o.write_text({content}); open('run_order.txt', 'a').write({name!r} + chr(10))"
     )
     assert '"' not in code and "\\" not in code
     return f'"{sys.executable}" -c "{code}"'
 
 
 def _expected_order(epochs: int = EPOCHS) -> list[str]:
-    names = [stage_name("init"), stage_name("evaluate", 0)]
+    names = [stage_name("validate"), stage_name("init"), stage_name("evaluate", 0)]
     for e in range(1, epochs + 1):
         names += [stage_name(s, e) for s in EPOCH_STAGES]
     return names + [stage_name("report")]
@@ -68,8 +69,9 @@ def fake_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True,
-                   env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"}
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"epochs": EPOCHS}}))
     (repo / "dvc.yaml").write_text(yaml.safe_dump(_fake_dvc_yaml(), sort_keys=False))
     return repo
@@ -78,11 +80,17 @@ def fake_repo(tmp_path: Path) -> Path:
 def test_run_stage_failure_names_stage(tmp_path: Path):
     """No server: task.fn runs the body directly; a failing stage raises with its name and output."""
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, check=True,
-                   env={**os.environ, "DVC_NO_ANALYTICS": "1"})
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(
-        {"stages": {"update_e1": {"cmd": f'"{sys.executable}" -c "import sys; sys.exit(3)"', "outs": ["x.txt"]}}}
-    ))
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        cwd=tmp_path,
+        check=True,
+        env={**os.environ, "DVC_NO_ANALYTICS": "1"},
+    )
+    (tmp_path / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {"stages": {"update_e1": {"cmd": f'"{sys.executable}" -c "import sys; sys.exit(3)"', "outs": ["x.txt"]}}}
+        )
+    )
     with pytest.raises(RuntimeError, match="update_e1") as exc:
         run_stage.fn("update_e1", str(tmp_path))
     msg = str(exc.value)
@@ -100,7 +108,7 @@ def test_build_deployment_schedule_and_limit():
     assert d.concurrency_limit == 1
     assert d.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
     assert d.parameters == {"repo": str(Path(".").resolve()), "epochs": 3}
-    assert d.entrypoint == "pipeline.flows.erl_train"
+    assert d.entrypoint == "tools.flows.erl_train"
 
 
 def test_erl_train_end_to_end(prefect_server, fake_repo: Path):
@@ -148,12 +156,15 @@ def test_erl_train_end_to_end(prefect_server, fake_repo: Path):
 
 
 def test_training_plan_steps_and_blocks():
-    from pipeline.flows import training_plan
+    from tools.flows import training_plan
 
     steps = training_plan(3, 0, 2)
     assert [n for n, _ in steps] == [stage_name(s, e) for e in (1, 2) for s in EPOCH_STAGES]
     assert [d for _, d in steps if d] == [[1], [2]]
-    assert training_plan(10, 4) == [("epochs_e1-e4", [1, 2, 3, 4]), ("epochs_e5-e8", [5, 6, 7, 8]),
-                                     ("epochs_e9-e10", [9, 10])]
+    assert training_plan(10, 4) == [
+        ("epochs_e1-e4", [1, 2, 3, 4]),
+        ("epochs_e5-e8", [5, 6, 7, 8]),
+        ("epochs_e9-e10", [9, 10]),
+    ]
     assert training_plan(10, 4, 5) == training_plan(10, 4)[:2]  # whole blocks: epoch 5 ends with its block
     assert training_plan(10, 4, 0) == []

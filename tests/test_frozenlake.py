@@ -1,16 +1,35 @@
 """FrozenLake environment: generation, step semantics, rendering, verifier. Pure Python, no torch."""
+
 from __future__ import annotations
 
 import json
 import re
 
 import pytest
+from env_util import blk, play
 
 from pipeline.config import EnvParams
 from pipeline.envs import make_env
 from pipeline.envs.base import Task
 from pipeline.envs.frozenlake import FrozenLake, map_key, parse_action, solve, solve_path
-from env_util import blk, play
+
+# The plain board of the method page (no padding, no restated lines); tests name what they change.
+PLAIN = dict(
+    min_size=2,
+    max_size=9,
+    pad_to=None,
+    row_numbers=False,
+    coords=False,
+    near=False,
+    relative=False,
+    feedback_from=False,
+    summary_boards=True,
+)
+
+
+def FL(**overrides) -> FrozenLake:
+    return FrozenLake(**{**PLAIN, **overrides})
+
 
 # 0: A D C      start (0,0), goal (2,2), hole (0,2) and (1,1)
 # 1: D C D
@@ -23,9 +42,9 @@ TASK = Task(task_id="fl-unit-000000", split="unit", spec=SPEC, optimal_len=4)
 
 
 def test_generate_deterministic_per_seed_and_split():
-    env = FrozenLake()
+    env = FL()
     a = env.generate("train", 50, seed=7)
-    b = FrozenLake().generate("train", 50, seed=7)
+    b = FL().generate("train", 50, seed=7)
     assert [t.spec for t in a] == [t.spec for t in b]
     assert [t.task_id for t in a] == [f"fl-train-{i:06d}" for i in range(50)]
     c = env.generate("train", 50, seed=8)
@@ -36,7 +55,7 @@ def test_generate_deterministic_per_seed_and_split():
 
 
 def test_generated_maps_valid_and_distinct():
-    env = FrozenLake()
+    env = FL()
     tasks = env.generate("train", 300, seed=0)
     keys = [map_key(t) for t in tasks]
     assert len(set(keys)) == len(keys)
@@ -58,7 +77,7 @@ def test_generated_maps_valid_and_distinct():
 
 
 def test_train_test_disjoint_with_exclude():
-    env = FrozenLake(min_size=2, max_size=3)  # small maps: collisions are likely without exclude
+    env = FL(min_size=2, max_size=3)  # small maps: collisions are likely without exclude
     train = env.generate("train", 100, seed=1)
     train_keys = {env.map_key(t) for t in train}
     test = env.generate("test", 50, seed=1, exclude=train_keys)
@@ -67,26 +86,25 @@ def test_train_test_disjoint_with_exclude():
     assert train_keys & {map_key(t) for t in plain}  # sanity: exclusion actually mattered
 
 
-def test_max_optimal_respected():
-    env = FrozenLake(max_optimal=3)
+def test_optimal_paths_fit_the_budget():
+    env = FL(budget=3)
     tasks = env.generate("train", 100, seed=3)
     assert max(t.optimal_len for t in tasks) <= 3
-    assert FrozenLake(budget=4).max_optimal == 4
-    assert all(t.optimal_len <= 4 for t in FrozenLake(budget=4).generate("x", 50, seed=3))
+    assert all(t.optimal_len <= 4 for t in FL(budget=4).generate("x", 50, seed=3))
 
 
 def test_generate_gives_up_when_too_few_maps():
-    env = FrozenLake(min_size=2, max_size=2)  # at most 12 * 4 distinct 2x2 maps
+    env = FL(min_size=2, max_size=2)  # at most 12 * 4 distinct 2x2 maps
     with pytest.raises(RuntimeError, match="distinct"):
         env.generate("train", 100, seed=0)
 
 
 def test_constructor_validation():
     with pytest.raises(ValueError):
-        FrozenLake(pad_to=5)  # < max_size 9
+        FL(pad_to=5)  # < max_size 9
     with pytest.raises(ValueError):
-        FrozenLake(min_size=5, max_size=4)
-    FrozenLake(max_size=5, pad_to=5)
+        FL(min_size=5, max_size=4)
+    FL(max_size=5, pad_to=5)
 
 
 def test_solve_and_path():
@@ -101,23 +119,22 @@ def test_solve_and_path():
 
 
 def test_render_symbols():
-    env = FrozenLake()
+    env = FL()
     state = env.reset(TASK)
     assert env.render(state) == "A D C\nD C D\nD D B"
     state, _ = env.step(state, blk("down"))
     assert env.render(state) == "D D C\nA C D\nD D B"  # start shows as frozen once left
-    assert FrozenLake(sep="").render(env.reset(TASK)) == "ADC\nDCD\nDDB"
 
 
 def test_render_pad_and_row_numbers():
-    env = FrozenLake(max_size=4, pad_to=4, row_numbers=True)
+    env = FL(max_size=4, pad_to=4, row_numbers=True)
     assert env.render(env.reset(TASK)) == "0 A D C X\n1 D C D X\n2 D D B X\n3 X X X X"
-    env = FrozenLake(max_size=4, pad_to=4)
+    env = FL(max_size=4, pad_to=4)
     assert env.render(env.reset(TASK)) == "A D C X\nD C D X\nD D B X\nX X X X"
 
 
 def test_render_coords_and_near_restate_the_board():
-    env = FrozenLake(max_size=4, pad_to=4, row_numbers=True, coords=True, near=True)
+    env = FL(max_size=4, pad_to=4, row_numbers=True, coords=True, near=True)
     board = "0 A D C X\n1 D C D X\n2 D D B X\n3 X X X X"
     assert env.render(env.reset(TASK)) == board + "\nA 0 0 B 2 2\nnear : left X down D right D up X"
     state, _ = play(env, TASK, [blk("right")])
@@ -125,7 +142,7 @@ def test_render_coords_and_near_restate_the_board():
 
 
 def test_render_relative_offset_of_b():
-    env = FrozenLake(max_size=4, relative=True, coords=True)
+    env = FL(max_size=4, relative=True, coords=True)
     assert env.render(env.reset(TASK)).splitlines()[-2:] == ["A 0 0 B 2 2", "B off +2 +2"]
     state, _ = play(env, TASK, [blk("right"), blk("right")])
     assert env.render(state).splitlines()[-1] == "B off +2 +0"
@@ -133,7 +150,7 @@ def test_render_relative_offset_of_b():
 
 
 def test_agent_drawn_on_hole_and_goal():
-    env = FrozenLake()
+    env = FL()
     state, trace = play(env, TASK, [blk("right"), blk("right")])
     assert trace.steps[-1].event == "hole"
     assert env.render(state) == "D D A\nD C D\nD D B"
@@ -145,7 +162,7 @@ def test_agent_drawn_on_hole_and_goal():
 
 
 def test_off_grid_stays_in_place():
-    env = FrozenLake()
+    env = FL()
     state0 = env.reset(TASK)
     state, step = env.step(state0, blk("up"))
     assert step.valid and not step.moved and step.action == "up"
@@ -155,7 +172,7 @@ def test_off_grid_stays_in_place():
 
 
 def test_hole_ends_with_reward_zero():
-    env = FrozenLake()
+    env = FL()
     state, trace = play(env, TASK, [blk("down"), blk("right")])
     step = trace.steps[-1]
     assert step.event == "hole" and step.done and state.done and step.moved
@@ -163,7 +180,7 @@ def test_hole_ends_with_reward_zero():
 
 
 def test_goal_gives_reward_one_bfs_playthrough():
-    env = FrozenLake()
+    env = FL()
     for task in env.generate("train", 100, seed=11):
         state, trace = play(env, task, [blk(a) for a in solve_path(task.spec)])
         assert state.done and trace.steps[-1].event == "goal"
@@ -173,7 +190,7 @@ def test_goal_gives_reward_one_bfs_playthrough():
 
 
 def test_invalid_action_uses_a_step():
-    env = FrozenLake()
+    env = FL()
     state = env.reset(TASK)
     for reply in ["down", "```jump```", "``` ```", "```left right```", "```Go left```"]:
         state, step = env.step(state, reply)
@@ -187,7 +204,7 @@ def test_last_block_wins_case_and_digits():
     assert parse_action("```\n  Up \n```") == "up"
     assert [parse_action(f"```{d}```") for d in "1234"] == ["left", "down", "right", "up"]
     assert parse_action("```5```") is None and parse_action("right") is None
-    env = FrozenLake()
+    env = FL()
     state, step = env.step(env.reset(TASK), "```right``` no wait ```Down```")
     assert step.action == "down" and state.pos == (1, 0)
     state, step = env.step(env.reset(TASK), "```2```")
@@ -195,7 +212,7 @@ def test_last_block_wins_case_and_digits():
 
 
 def test_budget_exhaustion_gives_limit():
-    env = FrozenLake(budget=3)
+    env = FL(budget=3)
     state, trace = play(env, TASK, [blk("up"), blk("down"), blk("up")])
     assert [s.event for s in trace.steps] == ["", "", "limit"]
     assert [s.done for s in trace.steps] == [False, False, True]
@@ -203,20 +220,20 @@ def test_budget_exhaustion_gives_limit():
 
 
 def test_goal_on_last_step_beats_limit():
-    env = FrozenLake(budget=4)
+    env = FL(budget=4)
     _, trace = play(env, TASK, [blk(a) for a in solve_path(SPEC)])
     assert trace.steps[-1].event == "goal" and env.reward(trace) == 1.0
 
 
 def test_step_after_done_raises():
-    env = FrozenLake()
+    env = FL()
     state, _ = play(env, TASK, [blk("right"), blk("right")])
     with pytest.raises(ValueError):
         env.step(state, blk("left"))
 
 
 def test_step_observation_is_render_and_state_immutable():
-    env = FrozenLake()
+    env = FL()
     s0 = env.reset(TASK)
     s1, step = env.step(s0, blk("down"))
     assert step.observation == env.render(s1)
@@ -227,7 +244,7 @@ def test_step_observation_is_render_and_state_immutable():
 
 
 def test_message():
-    env = FrozenLake()
+    env = FL()
     state = env.reset(TASK)
     assert env.message(state, None) == "A D C\nD C D\nD D B\nSteps left: 8"
     state, step = env.step(state, blk("up"))
@@ -238,7 +255,7 @@ def test_message():
 
 
 def test_feedback_texts():
-    env = FrozenLake()
+    env = FL()
     _, trace = play(env, TASK, [blk("up"), "nothing", blk("down"), blk("down"), blk("right"), blk("right")])
     fb = env.feedback(trace)
     assert fb.startswith("You reached the goal at 2 2.")  # where the episode ended
@@ -249,7 +266,7 @@ def test_feedback_texts():
     fb = env.feedback(trace)
     assert fb.startswith("You fell into a hole at 0 2.") and fb.endswith("Reward=0.0, steps=2")
 
-    _, trace = play(FrozenLake(budget=2), TASK, ["?", "??"])
+    _, trace = play(FL(budget=2), TASK, ["?", "??"])
     fb = env.feedback(trace)
     assert fb.startswith("You ran out of steps at 0 0.") and "Last action: invalid." in fb
     assert "2 (2 invalid, 0 blocked)" in fb and fb.endswith("Reward=0.0, steps=2")
@@ -257,7 +274,7 @@ def test_feedback_texts():
 
 
 def test_summary():
-    env = FrozenLake()
+    env = FL()
     state = env.reset(TASK)
     init = env.render(state)
     _, trace = play(env, TASK, [blk("up"), "x", blk("down")])
@@ -270,15 +287,15 @@ def test_summary():
 
 
 def test_compact_summary_with_and_without_boards():
-    env = FrozenLake()
+    env = FL()
     init = env.render(env.reset(TASK))
     _, trace = play(env, TASK, [blk("up"), "x", blk("down")])
     acts = "Actions: up ( no effect ) invalid ( no effect ) down"
     full = env.summary(trace, init, compact=True)
     assert full.startswith("Initial board:\n" + init) and acts in full and "Final board:\nD D C\nA C D" in full
-    short = FrozenLake(summary_boards=False).summary(trace, init, compact=True)
+    short = FL(summary_boards=False).summary(trace, init, compact=True)
     assert short == f"{acts}\nFeedback: {env.feedback(trace)}"
-    assert FrozenLake(summary_boards=False).summary(trace, init) == env.summary(trace, init)  # full summary unchanged
+    assert FL(summary_boards=False).summary(trace, init) == env.summary(trace, init)  # full summary unchanged
 
 
 def test_module_is_pure_python():
@@ -290,9 +307,9 @@ def test_module_is_pure_python():
 
 
 def test_reading_exercises_are_read_off_the_board():
-    from pipeline.envs.frozenlake import reading_exercise
+    from pipeline.tiny.frozenlake import reading_exercise
 
-    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True)
+    env = FL(min_size=3, max_size=5, pad_to=5, row_numbers=True)
     for task in env.generate("train", 30, 3):
         s = env.reset(task)
         _, user, ans = reading_exercise(env, s, "where", "left")
@@ -319,32 +336,34 @@ def test_reading_exercises_are_read_off_the_board():
         assert list(groups) == ["B", "C", "D", "X"]
         seen = dict(zip(words[0::2], words[1::2]))
         for sym, moves in groups.items():
-            assert moves == (["none"] if not any(v == sym for v in seen.values()) else [a for a in seen if seen[a] == sym])
+            assert moves == (
+                ["none"] if not any(v == sym for v in seen.values()) else [a for a in seen if seen[a] == sym]
+            )
 
 
 def test_unused_exercises_leave_the_tokenizer_alone():
     """Adding an exercise kind must not change the vocabulary (and so the init) of runs that do not use it."""
-    from pipeline.warmstart import READING_KINDS, reading_vocabulary
+    from pipeline.tiny.warmstart import reading_vocabulary
 
-    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True)
-    default = " ".join(reading_vocabulary(env, READING_KINDS))
+    env = FL(min_size=3, max_size=5, pad_to=5, row_numbers=True)
+    default = " ".join(reading_vocabulary(env, ("where", "around", "next", "next")))
     assert "none" not in default.split() and "symbol" not in default.split()
     assert "none" in " ".join(reading_vocabulary(env, ("which",))).split()
 
 
 def test_feedback_from_names_the_cell_of_the_last_move():
-    env = FrozenLake(feedback_from=True)
+    env = FL(feedback_from=True)
     _, trace = play(env, TASK, [blk("right"), blk("right")])  # (0,0) -> (0,1) -> hole (0,2)
     fb = env.feedback(trace)
     assert fb.startswith("You fell into a hole at 0 2.") and "Last action: right at 0 1." in fb
     assert env.last_move(trace) == ("right", (0, 1)) and env.reflection_note(trace) == "last right 0 1"
     _, trace = play(env, TASK, [blk("down"), blk("left")])  # the blocked move was taken where A stands
     assert env.last_move(trace) == ("left", (1, 0)) and "Last action: left at 1 0." in env.feedback(trace)
-    _, trace = play(FrozenLake(budget=1, feedback_from=True), TASK, ["?"])
+    _, trace = play(FL(budget=1, feedback_from=True), TASK, ["?"])
     assert env.last_move(trace) == ("invalid", (0, 0))
     assert env.last_move(play(env, TASK, [])[1]) is None and env.reflection_note(play(env, TASK, [])[1]) is None
     # off by default: the feedback and the note keep their old form
-    plain = FrozenLake()
+    plain = FL()
     _, trace = play(plain, TASK, [blk("right"), blk("right")])
     assert "Last action: right." in plain.feedback(trace) and plain.reflection_note(trace) == "last 0 2"
 
@@ -353,12 +372,12 @@ def test_warmstart_copy_exercise_copies_the_environment_note():
     import random
 
     from pipeline.prompts import prompt_set
-    from pipeline.warmstart import format_examples
+    from pipeline.tiny.warmstart import format_examples
 
-    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True, feedback_from=True)
+    env = FL(min_size=3, max_size=5, pad_to=5, row_numbers=True, feedback_from=True)
     tasks = env.generate("train", 40, 0)
     prompts = prompt_set("tiny", "frozenlake")
-    few = format_examples(env, prompts, tasks, 400, 0)
+    few = format_examples(env, prompts, tasks, 400, 0, reflect_share=0.15)
     many = format_examples(env, prompts, tasks, 400, 0, reflect_share=0.5)
     count = lambda exs: sum(e.kind == "reflect-format" for e in exs)  # noqa: E731
     assert 30 < count(few) < 90 and 160 < count(many) < 240
@@ -366,19 +385,24 @@ def test_warmstart_copy_exercise_copies_the_environment_note():
         if e.kind == "reflect-format":  # the note is copied verbatim from the feedback in the prompt
             note = re.search(r"last (\w+) (\d) (\d) </prompt>$", e.answer)
             assert note and f"Last action: {note[1]} at {note[2]} {note[3]}." in e.messages[1]["content"]
-    retry_notes = [e for e in many if e.kind == "format" and "\nanswer with" in e.messages[0]["content"]
-                   and " last " in e.messages[0]["content"]]
-    assert retry_notes and all(re.search(r" last (left|down|right|up) [0-4] [0-4]\n", e.messages[0]["content"])
-                               for e in retry_notes)
-    assert re.fullmatch(r"last (left|down|right|up) [0-4] [0-4]", env.random_note(random.Random(1)))
+    retry_notes = [
+        e
+        for e in many
+        if e.kind == "format" and "\nanswer with" in e.messages[0]["content"] and " last " in e.messages[0]["content"]
+    ]
+    assert retry_notes and all(
+        re.search(r" last (left|down|right|up) [0-4] [0-4]\n", e.messages[0]["content"]) for e in retry_notes
+    )
+    from pipeline.tiny.frozenlake import random_note
+
+    assert re.fullmatch(r"last (left|down|right|up) [0-4] [0-4]", random_note(env, random.Random(1)))
 
 
 def test_replay_examples_are_reading_and_copy_exercises_only():
     from pipeline.prompts import prompt_set
-    from pipeline.warmstart import replay_examples
+    from pipeline.tiny.warmstart import replay_examples
 
-    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True, coords=True, feedback_from=True,
-                     summary_boards=False)
+    env = FL(min_size=3, max_size=5, pad_to=5, row_numbers=True, coords=True, feedback_from=True, summary_boards=False)
     tasks = env.generate("train", 40, 0)
     prompts = prompt_set("tiny", "frozenlake")
     kinds = ("where", "at")
@@ -401,9 +425,9 @@ def test_replay_examples_are_reading_and_copy_exercises_only():
 def test_at_exercise_answers_whether_a_stands_on_the_noted_cell():
     import random
 
-    from pipeline.envs.frozenlake import reading_exercise
+    from pipeline.tiny.frozenlake import reading_exercise
 
-    env = FrozenLake(min_size=3, max_size=5, pad_to=5, row_numbers=True, coords=True)
+    env = FL(min_size=3, max_size=5, pad_to=5, row_numbers=True, coords=True)
     rng, answers = random.Random(0), []
     for task in env.generate("train", 60, 2):
         s = env.reset(task)

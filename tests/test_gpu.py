@@ -1,4 +1,5 @@
 """GPU-only paths: the vLLM engine and the update stage on CUDA. Skipped on CPU machines (CI never has a GPU)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,13 +16,15 @@ needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason
 @needs_gpu
 @needs_vllm
 def test_vllm_engine_matches_interface_and_is_seeded(tmp_path):
+    from pipeline.checkpoint import save_policy
     from pipeline.config import Sampling, TinyParams
-    from pipeline.tiny import build_model, build_tokenizer, save_policy
+    from pipeline.tiny.model import build_model, build_tokenizer
     from pipeline.vllm_engine import VLLMEngine
 
     tok = build_tokenizer(["a b c ``` left down right up"])
-    save_policy(build_model(tok, TinyParams(hidden_size=64, layers=2, heads=4, intermediate_size=128), 0), tok,
-                tmp_path / "p")
+    save_policy(
+        build_model(tok, TinyParams(hidden_size=64, layers=2, heads=4, intermediate_size=128), 0), tok, tmp_path / "p"
+    )
     eng = VLLMEngine(str(tmp_path / "p"), dtype="float32", gpu_memory_utilization=0.3)
     prompts = [tok.encode("a b c", add_special_tokens=False)] * 3
     s = Sampling(temperature=1.0, max_new_tokens=5)
@@ -35,7 +38,7 @@ def test_vllm_engine_matches_interface_and_is_seeded(tmp_path):
 def test_hf_engine_on_cuda():
     from pipeline.config import Sampling, TinyParams
     from pipeline.engine import HFEngine
-    from pipeline.tiny import build_model, build_tokenizer
+    from pipeline.tiny.model import build_model, build_tokenizer
 
     tok = build_tokenizer(["a b c"])
     model = build_model(tok, TinyParams(hidden_size=32, layers=2, heads=2, intermediate_size=64), 0).cuda().eval()

@@ -1,4 +1,5 @@
 """The clipped policy loss with dual clip, and the k3 KL estimator."""
+
 from __future__ import annotations
 
 import math

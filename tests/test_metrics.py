@@ -1,4 +1,5 @@
 """pipeline/metrics.py on small fake rows."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,16 +10,33 @@ EPOCH = 3
 
 
 def _rows():
-    feedback = [{"rollout_id": r, "success": ok, "note": note}
-                for r, ok, note in [("a", True, "last 0 1"), ("b", False, "last 2 2"), ("c", False, "last 1 0"),
-                                    ("d", False, None)]]
-    reflections = [{"reflection_id": f"{r}/f", "rollout_id": r, "has_tag": tag, "reflection": text}
-                   for r, tag, text in [("b", True, "play . last 2 2 "), ("c", False, "play . last 0 1"),
-                                        ("d", True, "play . last 2 2")]]
-    retries = [{"rollout_id": r, "success": ok, "control_success": ctl}
-               for r, ok, ctl in [("b", True, False), ("c", False, False), ("d", True, True)]]
-    memory = [{"version": 1, "epoch": 1}, {"version": 2, "epoch": 2}, {"version": 3, "epoch": EPOCH},
-              {"version": 4, "epoch": EPOCH}]
+    feedback = [
+        {"rollout_id": r, "success": ok, "note": note}
+        for r, ok, note in [
+            ("a", True, "last 0 1"),
+            ("b", False, "last 2 2"),
+            ("c", False, "last 1 0"),
+            ("d", False, None),
+        ]
+    ]
+    reflections = [
+        {"reflection_id": f"{r}/f", "rollout_id": r, "has_tag": tag, "reflection": text}
+        for r, tag, text in [
+            ("b", True, "play . last 2 2 "),
+            ("c", False, "play . last 0 1"),
+            ("d", True, "play . last 2 2"),
+        ]
+    ]
+    retries = [
+        {"rollout_id": r, "success": ok, "control_success": ctl}
+        for r, ok, ctl in [("b", True, False), ("c", False, False), ("d", True, True)]
+    ]
+    memory = [
+        {"version": 1, "epoch": 1},
+        {"version": 2, "epoch": 2},
+        {"version": 3, "epoch": EPOCH},
+        {"version": 4, "epoch": EPOCH},
+    ]
     samples = [{"kind": k} for k in ["first"] * 4 + ["reflection"] * 3 + ["second"] * 3 + ["distilled"] * 2]
     steps = [{"loss": 1.0, "kl": 0.01, "grad_norm": 2.0}, {"loss": 3.0, "kl": 0.03, "grad_norm": 4.0}]
     return feedback, reflections, retries, memory, samples, steps
@@ -34,7 +52,12 @@ def test_train_metrics():
     assert m["retry_control_success"] == pytest.approx(1 / 3)  # the plain s0 retries of the same failed tasks
     assert m["memory_adopted"] == 2  # versions 3 and 4 only
     assert (m["samples_first"], m["samples_reflection"], m["samples_second"], m["samples_distilled"]) == (4, 3, 3, 2)
-    assert m["update_loss"] == 2.0 and m["update_kl"] == pytest.approx(0.03) and m["update_kl_first"] == pytest.approx(0.01) and m["grad_norm"] == 3.0
+    assert (
+        m["update_loss"] == 2.0
+        and m["update_kl"] == pytest.approx(0.03)
+        and m["update_kl_first"] == pytest.approx(0.01)
+        and m["grad_norm"] == 3.0
+    )
 
 
 def test_first_success_counts_even_if_its_retry_failed():
@@ -55,7 +78,8 @@ def test_rlvr_like_epoch_and_empty_tables():
 
 
 def test_eval_metrics():
-    m = eval_metrics([{"success": True, "reward": 1.0}, {"success": False, "reward": 0.0},
-                      {"success": False, "reward": 0.5}])
+    m = eval_metrics(
+        [{"success": True, "reward": 1.0}, {"success": False, "reward": 0.0}, {"success": False, "reward": 0.5}]
+    )
     assert m["eval_success"] == pytest.approx(1 / 3) and m["eval_reward"] == 0.5
     assert eval_metrics([]) == {"eval_success": None, "eval_reward": None}

@@ -1,4 +1,5 @@
 """pipeline/prompts.py: reflection parsing, the retry system prompt, the two prompt sets."""
+
 from __future__ import annotations
 
 import dataclasses

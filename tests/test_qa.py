@@ -1,6 +1,7 @@
 """Tool-use QA environment: answer scoring, the FTS5 search tool, reply parsing (malformed calls never
 crash), the generated knowledge base (two searches answer every question, train/test disjoint), the
 HotpotQA loader, determinism. Pure Python, no torch."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import random
 import re
 
 import pytest
+from env_util import play
 
 from pipeline.envs.base import Trace
 from pipeline.envs.kb import generate_kb, load_hotpot
 from pipeline.envs.qa import QA, exact_match, f1_score, normalize_answer, parse_reply, score_answer
 from pipeline.envs.search import SearchIndex, build_index, fts_query
-from env_util import play
 
 SMALL = dict(kb_people=200, kb_cities=10, kb_companies=10, kb_countries=4)
 
@@ -39,10 +40,17 @@ def search(q: str) -> str:
 # ---- scoring -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, norm", [
-    ("The Zarvo", "zarvo"), ("  an   old,  CITY! ", "old city"), ("a.b-c", "abc"), ("the", ""),
-    ("Theater of the arts", "theater of arts"), ("\tmelk\n", "melk"),
-])
+@pytest.mark.parametrize(
+    "text, norm",
+    [
+        ("The Zarvo", "zarvo"),
+        ("  an   old,  CITY! ", "old city"),
+        ("a.b-c", "abc"),
+        ("the", ""),
+        ("Theater of the arts", "theater of arts"),
+        ("\tmelk\n", "melk"),
+    ],
+)
 def test_normalize(text, norm):
     assert normalize_answer(text) == norm
 
@@ -79,10 +87,28 @@ def test_fts_search_finds_the_entity_passage(env):
     assert index.search("qqqqq", 5) == []
 
 
-@pytest.mark.parametrize("query", [
-    '"', "'", 'zarvo" OR "', "NEAR(a b)", "title:zarvo", "* ^ - + ( ) { } [ ] : ; ,", "AND", "OR NOT",
-    "zarvo AND", "\\boxed{x}", "é ü ß 日本", "_", "a" * 5000, "", "   ", "\x00", "drop table passages; --",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"',
+        "'",
+        'zarvo" OR "',
+        "NEAR(a b)",
+        "title:zarvo",
+        "* ^ - + ( ) { } [ ] : ; ,",
+        "AND",
+        "OR NOT",
+        "zarvo AND",
+        "\\boxed{x}",
+        "é ü ß 日本",
+        "_",
+        "a" * 5000,
+        "",
+        "   ",
+        "\x00",
+        "drop table passages; --",
+    ],
+)
 def test_weird_queries_never_raise(env, query):
     q = fts_query(query)
     assert q is None or all(part.startswith('"') and part.endswith('"') for part in q.split(" OR "))
@@ -112,32 +138,38 @@ def test_build_index_is_atomic_and_rebuildable(tmp_path):
 # ---- replies -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("reply, kind, arg", [
-    ("```search : zarvo```", "search", "zarvo"),
-    ("let me look.\n```Search:  zarvo   city ```", "search", "zarvo city"),
-    ("``` search : a ``` then ``` search : b ```", "search", "b"),  # the last block wins
-    ("so \\boxed{Melk}", "answer", "Melk"),
-    ("\\ boxed { melk }", "answer", "melk"),  # what a word-level tokenizer decodes
-    ("\\boxed{a} no, \\boxed{b {c}}", "answer", "b {c}"),  # the last one, braces balanced
-])
+@pytest.mark.parametrize(
+    "reply, kind, arg",
+    [
+        ("```search : zarvo```", "search", "zarvo"),
+        ("let me look.\n```Search:  zarvo   city ```", "search", "zarvo city"),
+        ("``` search : a ``` then ``` search : b ```", "search", "b"),  # the last block wins
+        ("so \\boxed{Melk}", "answer", "Melk"),
+        ("\\ boxed { melk }", "answer", "melk"),  # what a word-level tokenizer decodes
+        ("\\boxed{a} no, \\boxed{b {c}}", "answer", "b {c}"),  # the last one, braces balanced
+    ],
+)
 def test_parse_valid_replies(reply, kind, arg):
     call = parse_reply(reply)
     assert (call.kind, call.arg) == (kind, arg)
 
 
-@pytest.mark.parametrize("reply, why", [
-    ("", "reply with a search block or a boxed answer"),
-    ("melk", "reply with a search block or a boxed answer"),
-    ("```search : x``` \\boxed{y}", "a search and an answer in one reply"),
-    ("```left```", "a search block reads search : words"),
-    ("``` ```", "a search block reads search : words"),
-    ("```lookup : zarvo```", "unknown tool lookup"),
-    ("```search :   ```", "empty search query"),
-    ("```search : ?! ...```", "empty search query"),
-    ("\\boxed{}", "empty answer"),
-    ("\\boxed{ the . }", "empty answer"),
-    ("\\boxed{melk", "the boxed answer is not closed"),
-])
+@pytest.mark.parametrize(
+    "reply, why",
+    [
+        ("", "reply with a search block or a boxed answer"),
+        ("melk", "reply with a search block or a boxed answer"),
+        ("```search : x``` \\boxed{y}", "a search and an answer in one reply"),
+        ("```left```", "a search block reads search : words"),
+        ("``` ```", "a search block reads search : words"),
+        ("```lookup : zarvo```", "unknown tool lookup"),
+        ("```search :   ```", "empty search query"),
+        ("```search : ?! ...```", "empty search query"),
+        ("\\boxed{}", "empty answer"),
+        ("\\boxed{ the . }", "empty answer"),
+        ("\\boxed{melk", "the boxed answer is not closed"),
+    ],
+)
 def test_malformed_calls_are_invalid_and_say_why(env, tasks, reply, why):
     assert parse_reply(reply).kind is None and why in parse_reply(reply).error
     state, step = env.step(env.reset(tasks[0][0]), reply)
@@ -218,8 +250,12 @@ def test_reward_from_the_stored_trace(env, tasks):
 
     task = tasks[0][1]
     _, trace = play(env, task, ["junk", search("zzzz"), f"\\boxed{{{task.spec['answer']} x}}"])
-    row = {"actions": [s.action for s in trace.steps], "moved": [s.moved for s in trace.steps],
-           "events": [s.event for s in trace.steps], "observations": [s.observation for s in trace.steps]}
+    row = {
+        "actions": [s.action for s in trace.steps],
+        "moved": [s.moved for s in trace.steps],
+        "events": [s.event for s in trace.steps],
+        "observations": [s.observation for s in trace.steps],
+    }
     again = trace_from_row(row, env.budget)
     assert env.reward(again) == env.reward(trace) == 0.6667
     assert env.feedback(again) == env.feedback(trace)
@@ -334,17 +370,34 @@ def test_constructor_validation(kwargs):
 # ---- HotpotQA ----------------------------------------------------------------------------------------------
 
 HOTPOT = [
-    {"_id": "1", "question": "Which country is the birthplace of Ada Quill?", "answer": "Norland",
-     "supporting_facts": [["Ada Quill", 0], ["Brisk", 0]],
-     "context": [["Ada Quill", ["Ada Quill was born in Brisk.", " She wrote poems."]],
-                 ["Brisk", ["Brisk is a town in Norland."]]]},
-    {"_id": "2", "question": "Who founded the company that makes Zephyr kites?", "answer": "Tom Vale",
-     "supporting_facts": [["Zephyr (kite)", 0], ["Vale Kites", 1]],
-     "context": [["Zephyr (kite)", ["Zephyr is a kite made by Vale Kites."]],
-                 ["Vale Kites", ["Vale Kites is a kite maker.", "It was founded by Tom Vale."]],
-                 ["Brisk", ["Brisk is a town in Norland."]]]},
-    {"_id": "3", "question": "Is Brisk a town?", "answer": "yes", "supporting_facts": [["Brisk", 0]],
-     "context": [["Brisk", ["Brisk is a town in Norland."]]]},
+    {
+        "_id": "1",
+        "question": "Which country is the birthplace of Ada Quill?",
+        "answer": "Norland",
+        "supporting_facts": [["Ada Quill", 0], ["Brisk", 0]],
+        "context": [
+            ["Ada Quill", ["Ada Quill was born in Brisk.", " She wrote poems."]],
+            ["Brisk", ["Brisk is a town in Norland."]],
+        ],
+    },
+    {
+        "_id": "2",
+        "question": "Who founded the company that makes Zephyr kites?",
+        "answer": "Tom Vale",
+        "supporting_facts": [["Zephyr (kite)", 0], ["Vale Kites", 1]],
+        "context": [
+            ["Zephyr (kite)", ["Zephyr is a kite made by Vale Kites."]],
+            ["Vale Kites", ["Vale Kites is a kite maker.", "It was founded by Tom Vale."]],
+            ["Brisk", ["Brisk is a town in Norland."]],
+        ],
+    },
+    {
+        "_id": "3",
+        "question": "Is Brisk a town?",
+        "answer": "yes",
+        "supporting_facts": [["Brisk", 0]],
+        "context": [["Brisk", ["Brisk is a town in Norland."]]],
+    },
 ]
 
 

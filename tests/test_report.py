@@ -1,4 +1,5 @@
 """pipeline/report.py: the report files from a fake 3-epoch history."""
+
 from __future__ import annotations
 
 import csv
@@ -17,10 +18,24 @@ def history(epochs: int = 3) -> list[dict]:
         row = {c: None for c in COLUMNS}
         row.update(epoch=e, eval_success=0.1 + 0.2 * e, eval_reward=0.1 + 0.2 * e, eval_kl=0.01 * e)
         if e:
-            row.update(train_pre_success=0.1 * e, train_post_success=0.15 * e, reflections=10 * e,
-                       reflections_tagged=5 * e, reflections_with_note=2 * e, retry_success=0.3, retry_control_success=0.1, memory_adopted=e, samples_first=64,
-                       samples_reflection=10, samples_second=10, samples_distilled=3, update_loss=1.0 / e,
-                       update_kl=0.01 * e, update_kl_first=0.005 * e, grad_norm=0.5)
+            row.update(
+                train_pre_success=0.1 * e,
+                train_post_success=0.15 * e,
+                reflections=10 * e,
+                reflections_tagged=5 * e,
+                reflections_with_note=2 * e,
+                retry_success=0.3,
+                retry_control_success=0.1,
+                memory_adopted=e,
+                samples_first=64,
+                samples_reflection=10,
+                samples_second=10,
+                samples_distilled=3,
+                update_loss=1.0 / e,
+                update_kl=0.01 * e,
+                update_kl_first=0.005 * e,
+                grad_norm=0.5,
+            )
         rows.append(row)
     return rows
 

@@ -1,4 +1,5 @@
 """Multi-turn rollouts with a scripted engine (no model): turn protocol, history windows, token bookkeeping."""
+
 from __future__ import annotations
 
 from pipeline.config import Sampling
@@ -41,7 +42,10 @@ class ScriptedEngine:
 
 def test_turn_messages_history_window():
     users, replies = ["u1", "u2", "u3"], ["r1", "r2"]
-    assert turn_messages("s", users, replies, 1) == [{"role": "system", "content": "s"}, {"role": "user", "content": "u3"}]
+    assert turn_messages("s", users, replies, 1) == [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u3"},
+    ]
     two = turn_messages("s", users, replies, 2)
     assert [m["content"] for m in two] == ["s", "u2", "r2", "u3"]
     full = turn_messages("s", users, replies, 0)

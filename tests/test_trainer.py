@@ -1,5 +1,6 @@
 """The update loop: masks cover only response tokens, advantages move log-probs the right way, the audit
 rows add up, and the optimizer state survives a safetensors round trip."""
+
 from __future__ import annotations
 
 import copy
@@ -8,10 +9,11 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from pipeline.checkpoint import load_optimizer, save_optimizer
 from pipeline.config import TinyParams, UpdateParams
 from pipeline.losses import token_logprobs
-from pipeline.trainer import Segment, _batch, load_optimizer, save_optimizer, segment_logprobs, segments_of, train_epoch
-from pipeline.tiny import build_model, build_tokenizer
+from pipeline.tiny.model import build_model, build_tokenizer
+from pipeline.trainer import Segment, _batch, segment_logprobs, segments_of, train_epoch
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +148,15 @@ def test_replay_adds_the_teacher_forced_loss_of_the_exercises(tiny):
     losses = [s["replay_loss"] for s in steps]
     assert len(losses) == 6 and all(x is not None for x in losses) and losses[-1] < losses[0]
     plain = copy.deepcopy(model0)
-    _, off = train_epoch(Accelerator(cpu=True), plain, ref, torch.optim.AdamW(plain.parameters()), samples,
-                         UpdateParams(minibatch_size=4, kl_coef=0.0), tok.pad_token_id, 0, replay)
+    _, off = train_epoch(
+        Accelerator(cpu=True),
+        plain,
+        ref,
+        torch.optim.AdamW(plain.parameters()),
+        samples,
+        UpdateParams(minibatch_size=4, kl_coef=0.0, replay_coef=0.0),
+        tok.pad_token_id,
+        0,
+        replay,
+    )
     assert all(s["replay_loss"] is None for s in off)  # replay_coef 0: off, whatever is passed

@@ -1,28 +1,27 @@
-"""Environment registry: ``env.name`` in params.yaml picks one."""
+"""Environment registry: ``env.name`` in params.yaml names the module ``pipeline.envs.<name>``, imported only
+when used, so a run depends on the code of its own environment alone (see pipeline/codedeps.py)."""
+
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
-from pipeline import dag
+from pipeline import layout
 from pipeline.envs.base import Env, Step, Task, Trace
 
+CLASSES = {"frozenlake": "FrozenLake", "sokoban": "Sokoban", "qa": "QA"}
 
-def make_env(env_params, artifacts: Path = dag.ARTIFACTS) -> Env:
-    """The environment ``env_params`` describes. ``artifacts``: the artifact root, where environments with
-    files built by the init stage (the QA search index) find them."""
-    if env_params.name == "frozenlake":
-        from pipeline.envs.frozenlake import FrozenLake
 
-        return FrozenLake(**env_params.frozenlake.model_dump())
-    if env_params.name == "sokoban":
-        from pipeline.envs.sokoban import Sokoban
-
-        return Sokoban(**env_params.sokoban.model_dump())
-    if env_params.name == "qa":
-        from pipeline.envs.qa import QA
-
-        return QA(**env_params.qa.model_dump(), index_path=dag.qa_index_path(artifacts))
-    raise ValueError(f"env.name: unknown environment {env_params.name!r}")
+def make_env(env_params, artifacts: Path = layout.ARTIFACTS) -> Env:
+    """The environment ``env_params`` (params.env) names, built from its section of the params. ``artifacts``:
+    the artifact root, where environments with files built by the init stage (the QA search index) find them."""
+    name = env_params.name
+    if name not in CLASSES:
+        raise ValueError(f"env.name: unknown environment {name!r}")
+    cls = getattr(importlib.import_module(f"pipeline.envs.{name}"), CLASSES[name])
+    if name == "qa":
+        return cls(env_params.qa, index_path=layout.qa_index_path(artifacts))
+    return cls(getattr(env_params, name))
 
 
 def budget_of(env_params) -> int:

@@ -6,6 +6,7 @@ Symbols: A = agent, B = goal, C = hole, D = frozen (the start tile is frozen and
 has left it). The agent is always drawn on top of its cell, including on a hole or the goal (episode over).
 Padding cells (render option ``pad_to``) show as X.
 """
+
 from __future__ import annotations
 
 import random
@@ -13,29 +14,17 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.envs.base import GridText, Step, Task, Trace, around_answer, last_code_block, neighbours, noted_cell, which_answer
+from pipeline.config import FrozenLakeParams, resolve
+from pipeline.envs.base import Step, Task, Trace
+from pipeline.envs.grid import ACTIONS, MOVES, GridText, around_answer, neighbours, parse_action
 
 AGENT, GOAL, HOLE, FROZEN, OUTSIDE = "A", "B", "C", "D", "X"
-
-ACTIONS: tuple[str, ...] = ("left", "down", "right", "up")
-# (d_row, d_col) per canonical action.
-MOVES: dict[str, tuple[int, int]] = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
-# Digits 1..4 name the actions in the order of ACTIONS.
-_ALIASES: dict[str, str] = {**{a: a for a in ACTIONS}, **{str(i + 1): a for i, a in enumerate(ACTIONS)}}
 
 OUTCOME = {
     "goal": "You reached the goal.",
     "hole": "You fell into a hole.",
     "limit": "You ran out of steps.",
 }
-
-
-def parse_action(reply: str) -> str | None:
-    """Canonical action named by the LAST ```...``` block of ``reply`` (case-insensitive, or 1-4), else None."""
-    block = last_code_block(reply)
-    if block is None:
-        return None
-    return _ALIASES.get(block.strip().lower())
 
 
 def _spec_of(task_or_spec: Task | dict[str, Any]) -> dict[str, Any]:
@@ -104,45 +93,18 @@ class FrozenLakeState:
 class FrozenLake(GridText):
     name = "frozenlake"
     actions = ACTIONS
+    sep = " "  # between the cells of a rendered row
 
-    def __init__(
-        self,
-        *,
-        min_size: int = 2,
-        max_size: int = 9,
-        p_frozen_low: float = 0.6,
-        p_frozen_high: float = 0.85,
-        budget: int = 8,
-        max_optimal: int | None = None,
-        min_optimal: int = 1,
-        pad_to: int | None = None,
-        row_numbers: bool = False,
-        coords: bool = False,
-        near: bool = False,
-        relative: bool = False,
-        sep: str = " ",
-        feedback_from: bool = False,
-        summary_boards: bool = True,
-    ) -> None:
-        if not 2 <= min_size <= max_size:
-            raise ValueError(f"need 2 <= min_size <= max_size, got {min_size}, {max_size}")
-        if not 0.0 <= p_frozen_low <= p_frozen_high <= 1.0:
-            raise ValueError(f"need 0 <= p_frozen_low <= p_frozen_high <= 1, got {p_frozen_low}, {p_frozen_high}")
-        if budget < 1:
-            raise ValueError(f"budget must be >= 1, got {budget}")
-        if pad_to is not None and pad_to < max_size:
-            raise ValueError(f"pad_to ({pad_to}) must be >= max_size ({max_size})")
-        self.min_size, self.max_size = min_size, max_size
-        self.p_frozen_low, self.p_frozen_high = p_frozen_low, p_frozen_high
-        self.budget = budget
-        # A map whose optimal path exceeds the budget is never kept, whatever max_optimal says.
-        self.max_optimal = budget if max_optimal is None else min(max_optimal, budget)
-        self.min_optimal = max(1, min_optimal)
-        if self.min_optimal > self.max_optimal:
-            raise ValueError(f"min_optimal ({min_optimal}) > max optimal length ({self.max_optimal})")
-        self.pad_to, self.row_numbers, self.sep = pad_to, row_numbers, sep
-        self.coords, self.near, self.relative = coords, near, relative
-        self.feedback_from, self.summary_boards = feedback_from, summary_boards
+    def __init__(self, params: FrozenLakeParams | None = None, **overrides) -> None:
+        """``params`` (env.frozenlake; default: params.yaml's values), with ``overrides`` of single keys."""
+        p = resolve(FrozenLakeParams, params, overrides)
+        self.params = p
+        self.min_size, self.max_size = p.min_size, p.max_size
+        self.p_frozen_low, self.p_frozen_high = p.p_frozen_low, p.p_frozen_high
+        self.budget = p.budget
+        self.pad_to, self.row_numbers = p.pad_to, p.row_numbers
+        self.coords, self.near, self.relative = p.coords, p.near, p.relative
+        self.feedback_from, self.summary_boards = p.feedback_from, p.summary_boards
 
     # ---- tasks -------------------------------------------------------------------------------------------
 
@@ -170,13 +132,13 @@ class FrozenLake(GridText):
             if tries >= max_tries:
                 raise RuntimeError(
                     f"frozenlake: found only {len(tasks)} of {n} distinct solvable maps for split {split!r} "
-                    f"after {max_tries} tries (sizes {self.min_size}-{self.max_size}, optimal length "
-                    f"{self.min_optimal}-{self.max_optimal}, {len(exclude)} excluded); widen the ranges or ask for fewer"
+                    f"after {max_tries} tries (sizes {self.min_size}-{self.max_size}, optimal length at most "
+                    f"{self.budget}, {len(exclude)} excluded); widen the ranges or ask for fewer"
                 )
             tries += 1
             spec = self._sample_spec(rng)
             length = solve(spec)
-            if not self.min_optimal <= length <= self.max_optimal:  # also rejects unreachable (-1)
+            if not 1 <= length <= self.budget:  # also rejects unreachable (-1)
                 continue
             key = map_key(spec)
             if key in seen or key in exclude:
@@ -219,7 +181,7 @@ class FrozenLake(GridText):
             (ar, ac), (gr, gc) = state.pos, goal
             lines.append(f"{GOAL} off {gr - ar:+d} {gc - ac:+d}")
         if self.near:
-            lines.append("near : " + around_answer(neighbours(MOVES, state.pos, lambda i, j: _cell(state, i, j))))
+            lines.append("near : " + around_answer(neighbours(MOVES, state.pos, lambda i, j: cell_symbol(state, i, j))))
         return "\n".join(lines)
 
     def step(self, state: FrozenLakeState, reply: str) -> tuple[FrozenLakeState, Step]:
@@ -243,7 +205,11 @@ class FrozenLake(GridText):
             event = "limit"
         new = replace(state, pos=pos, steps=steps, done=bool(event), event=event)
         return new, Step(
-            action=action, valid=action is not None, moved=moved, event=event, done=new.done,
+            action=action,
+            valid=action is not None,
+            moved=moved,
+            event=event,
+            done=new.done,
             observation=self.render(new),
         )
 
@@ -287,13 +253,6 @@ class FrozenLake(GridText):
         action, (r, c) = self.last_move(trace)
         return f"last {action} {r} {c}"
 
-    def random_note(self, rng: random.Random) -> str:
-        """A note of the same form on a random cell (the warm start's retry-format turns)."""
-        if not self.feedback_from:
-            return super().random_note(rng)
-        side = self.pad_to or self.max_size
-        return f"last {rng.choice(ACTIONS)} {rng.randrange(side)} {rng.randrange(side)}"
-
     # ---- verifier ----------------------------------------------------------------------------------------
 
     def reward(self, trace: Trace) -> float:
@@ -321,51 +280,11 @@ class FrozenLake(GridText):
         )
 
 
-# ---- reading exercises for a warm start (self-supervised: no reward, no goal semantics, no solutions) ----
-
-EXERCISE_PROMPTS = {
-    "where": "find A and B .",
-    "around": "read the cells next to A .",
-    "next": "predict the board after the action .",
-    "which": "list the moves from A to each symbol .",
-    "at": "is A at the cell of the note ? note :",
-}
-EXERCISE_WORDS = {"which": "none"}  # answer words of an exercise that no prompt, board or feedback contains
-
-
-def _cell(state: FrozenLakeState, r: int, c: int) -> str:
+def cell_symbol(state: FrozenLakeState, r: int, c: int) -> str:
+    """The symbol of cell (r, c) with the agent left out: X off the board, else B, C or D."""
     n = state.spec["size"]
     if not (0 <= r < n and 0 <= c < n):
         return OUTSIDE
     if (r, c) == tuple(state.spec["goal"]):
         return GOAL
     return HOLE if state.spec["grid"][r][c] == HOLE else FROZEN
-
-
-def reading_exercise(env: "FrozenLake", state: FrozenLakeState, kind: str, action: str,
-                     rng: random.Random | None = None) -> tuple[str, str, str]:
-    """(system, user, answer) of one exercise on ``state``: where A and B are, which symbols surround A,
-    where A is after ``action`` and whether the episode ends there (goal and hole alike say only "end yes"), or
-    the moves from A that reach each symbol ("which": the "around" answer inverted, every symbol asked about
-    alike), or whether A stands on the cell a note names ("at": the note has the form of a reflection's copied
-    note, ``last right 2 0``, on A's own cell half of the time; ``rng`` draws it). The answers are read off the
-    board or the simulator; they never say which move is good."""
-    user = env.message(state, None)
-    r, c = state.pos
-    if kind == "where":
-        gr, gc = state.spec["goal"]
-        return EXERCISE_PROMPTS[kind], user, f"A {r} {c} B {gr} {gc}"
-    if kind == "around":
-        return EXERCISE_PROMPTS[kind], user, around_answer(neighbours(MOVES, state.pos, lambda i, j: _cell(state, i, j)))
-    if kind == "next":
-        nxt, step = env.step(state, f"```{action}```")
-        nr, nc = nxt.pos
-        end = "yes" if step.event in ("goal", "hole") else "no"
-        return EXERCISE_PROMPTS[kind], f"{user}\naction : {action}", f"A {nr} {nc} end {end}"
-    if kind == "which":
-        seen = neighbours(MOVES, state.pos, lambda i, j: _cell(state, i, j))
-        return EXERCISE_PROMPTS[kind], user, which_answer(seen, (GOAL, HOLE, FROZEN, OUTSIDE))
-    if kind == "at":
-        cell, answer = noted_cell((r, c), env.pad_to or env.max_size, rng or random.Random(0))
-        return f"{EXERCISE_PROMPTS[kind]} last {action} {cell[0]} {cell[1]}", user, answer
-    raise ValueError(f"unknown exercise {kind!r}")

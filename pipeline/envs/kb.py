@@ -13,6 +13,7 @@ Every question takes two hops through a bridge entity, e.g. "in which country wa
 (person -> birth city -> country). A fixed share of the cities and companies is held out: they are the bridge
 of test questions only, so no training question shares its bridge with a test question.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,16 +68,19 @@ def _words(rng: random.Random, n: int, taken: set[str]) -> list[str]:
     return out
 
 
-def generate_kb(seed: int, people: int = 1500, cities: int = 40, companies: int = 20, countries: int = 8,
-                test_share: float = 0.2) -> KnowledgeBase:
+def generate_kb(
+    seed: int, people: int = 1500, cities: int = 40, companies: int = 20, countries: int = 8, test_share: float = 0.2
+) -> KnowledgeBase:
     """The knowledge base of ``seed``: the same arguments always give the same entities, passages and
     questions."""
     if min(people, cities, companies, countries) < 1:
         raise ValueError("a knowledge base needs at least one person, city, company and country")
     n_held = {k: round(test_share * m) for k, m in (("cities", cities), ("companies", companies))}
     if not all(1 <= n_held[k] < m for k, m in (("cities", cities), ("companies", companies))):
-        raise ValueError(f"test_share {test_share} must hold out at least one and not every city and company "
-                         f"({cities} cities, {companies} companies)")
+        raise ValueError(
+            f"test_share {test_share} must hold out at least one and not every city and company "
+            f"({cities} cities, {companies} companies)"
+        )
     rng = random.Random(f"{seed}:qa-kb")
     side = math.ceil(math.sqrt(2 * people))  # first x last names: at least twice as many pairs as people
     taken: set[str] = set()
@@ -104,8 +108,9 @@ def generate_kb(seed: int, people: int = 1500, cities: int = 40, companies: int 
     questions = []
     for p in names:
         questions.append(Question(f"in which country was {p} born ?", country_of[born[p]], (p, born[p]), born[p]))
-        questions.append(Question(f"in which city is the employer of {p} based ?", city_of[works[p]], (p, works[p]),
-                                  works[p]))
+        questions.append(
+            Question(f"in which city is the employer of {p} based ?", city_of[works[p]], (p, works[p]), works[p])
+        )
     return KnowledgeBase(tuple(passages), tuple(questions), held_out)
 
 

@@ -19,6 +19,7 @@ Corpus and questions: the generated knowledge base of pipeline/envs/kb.py (defau
 per seed) or a HotpotQA-format file (``hotpot_path``). The index is built once by the init stage
 (``build_index``) and opened read-only afterwards. Standard library only.
 """
+
 from __future__ import annotations
 
 import random
@@ -29,6 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import QAParams, resolve
 from pipeline.envs.base import Step, Task, Trace, last_code_block
 from pipeline.envs.kb import KnowledgeBase, Passage, Question, generate_kb, load_hotpot
 from pipeline.envs.search import SearchIndex, build_index
@@ -186,29 +188,20 @@ class QA:
     name = "qa"
     actions = ACTIONS
 
-    def __init__(
-        self,
-        *,
-        budget: int = 5,
-        top_k: int = 5,
-        hotpot_path: str | None = None,
-        kb_people: int = 1500,
-        kb_cities: int = 40,
-        kb_companies: int = 20,
-        kb_countries: int = 8,
-        kb_test_share: float = 0.2,
-        index_path: str | Path | None = None,
-    ) -> None:
-        if budget < 1:
-            raise ValueError(f"budget must be >= 1, got {budget}")
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
-        self.budget, self.top_k = budget, top_k
-        self.hotpot_path = hotpot_path
-        self.kb_args = dict(people=kb_people, cities=kb_cities, companies=kb_companies, countries=kb_countries,
-                            test_share=kb_test_share)
-        if hotpot_path is None:
-            generate_kb(0, **{**self.kb_args, "people": 1})  # validate the arguments now, cheaply
+    def __init__(self, params: QAParams | None = None, index_path: str | Path | None = None, **overrides) -> None:
+        """``params`` (env.qa; default: params.yaml's values), with ``overrides`` of single keys. ``index_path``:
+        the search index (built by the init stage)."""
+        p = resolve(QAParams, params, overrides)
+        self.params = p
+        self.budget, self.top_k = p.budget, p.top_k
+        self.hotpot_path = p.hotpot_path
+        self.kb_args = dict(
+            people=p.kb_people,
+            cities=p.kb_cities,
+            companies=p.kb_companies,
+            countries=p.kb_countries,
+            test_share=p.kb_test_share,
+        )
         self.index_path = None if index_path is None else Path(index_path)
         self._index: SearchIndex | None = None
         self._kbs: dict[int, KnowledgeBase] = {}
@@ -237,7 +230,11 @@ class QA:
         if self.index_path is None:
             raise ValueError("qa: no index_path to build the search index at")
         self.close()
-        meta = {"source": "hotpot", "path": str(self.hotpot_path)} if self.hotpot_path else {"source": "kb", "seed": str(seed)}
+        meta = (
+            {"source": "hotpot", "path": str(self.hotpot_path)}
+            if self.hotpot_path
+            else {"source": "kb", "seed": str(seed)}
+        )
         return build_index(self.index_path, [(p.title, p.text) for p in self.corpus(seed)], meta)
 
     def generate(self, split: str, n: int, seed: int, exclude: set[str] | None = None) -> list[Task]:
@@ -262,14 +259,22 @@ class QA:
             if key in seen or key in exclude:
                 continue
             seen.add(key)
-            spec = {"question": q.question, "answer": q.answer, "support": list(q.support), "bridge": q.bridge, **source}
+            spec = {
+                "question": q.question,
+                "answer": q.answer,
+                "support": list(q.support),
+                "bridge": q.bridge,
+                **source,
+            }
             # honest lower bound: one search per supporting passage, then the answer
             optimal = len(q.support) + 1 if q.support else 2
             tasks.append(Task(task_id=f"qa-{split}-{len(tasks):06d}", split=split, spec=spec, optimal_len=optimal))
         if len(tasks) < n:
             where = f"HotpotQA file {self.hotpot_path}" if self.hotpot_path else f"knowledge base ({self.kb_args})"
-            raise RuntimeError(f"qa: found only {len(tasks)} of {n} distinct questions for split {split!r} in the "
-                               f"{where}, {len(exclude)} excluded; ask for fewer or enlarge the corpus")
+            raise RuntimeError(
+                f"qa: found only {len(tasks)} of {n} distinct questions for split {split!r} in the "
+                f"{where}, {len(exclude)} excluded; ask for fewer or enlarge the corpus"
+            )
         return tasks
 
     # ---- search tool -------------------------------------------------------------------------------------
@@ -325,7 +330,11 @@ class QA:
             event = "limit"
         new = replace(new, steps=steps, done=bool(event), event=event)
         return new, Step(
-            action=call.kind, valid=call.kind is not None, moved=moved, event=event, done=new.done,
+            action=call.kind,
+            valid=call.kind is not None,
+            moved=moved,
+            event=event,
+            done=new.done,
             observation=self.render(new),
         )
 
@@ -350,11 +359,25 @@ class QA:
         seed = tasks[0].spec.get("kb_seed", 0) if tasks else 0
         texts = [p.text for p in self.corpus(seed)]
         texts += [t.spec["question"] for t in tasks] + [t.spec["answer"] for t in tasks]
-        texts += [*OUTCOME.values(), NO_CALL, BOTH, BAD_CALL, EMPTY_QUERY, EMPTY_ANSWER, UNCLOSED, NO_MATCH,
-                  "unknown tool , the only tool is search", "invalid : .", "question : search : answer : score :",
-                  "Turns left:", "The episode did not finish.", "```search : words``` \\boxed{answer}",
-                  "Actions with no effect: (invalid, empty searches). Last action: search answer invalid none. "
-                  "Reward=, steps=", "Initial observation: Actions: Feedback: Step ; ( no effect ) (no effect)"]
+        texts += [
+            *OUTCOME.values(),
+            NO_CALL,
+            BOTH,
+            BAD_CALL,
+            EMPTY_QUERY,
+            EMPTY_ANSWER,
+            UNCLOSED,
+            NO_MATCH,
+            "unknown tool , the only tool is search",
+            "invalid : .",
+            "question : search : answer : score :",
+            "Turns left:",
+            "The episode did not finish.",
+            "```search : words``` \\boxed{answer}",
+            "Actions with no effect: (invalid, empty searches). Last action: search answer invalid none. "
+            "Reward=, steps=",
+            "Initial observation: Actions: Feedback: Step ; ( no effect ) (no effect)",
+        ]
         texts += [str(i) for i in range(max(self.budget, self.top_k) + 1)]
         return texts
 

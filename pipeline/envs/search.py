@@ -1,13 +1,14 @@
 """The local search tool of the tool-use environment: a SQLite FTS5 index over passages, ranked by bm25.
 FTS5 ships with Python's sqlite3, so retrieval is real and needs no server. The index is written once (by the
 init stage) and opened read-only afterwards. Standard library only."""
+
 from __future__ import annotations
 
 import os
 import re
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 # Words only: FTS5 query syntax (quotes, AND/OR/NOT/NEAR, column filters, *, ^, parentheses) never reaches the
 # engine, so any user text is a valid query.
@@ -37,8 +38,10 @@ def build_index(path: str | Path, passages: Iterable[tuple[str, str]], meta: dic
         con.execute("CREATE VIRTUAL TABLE passages USING fts5(title, text, tokenize = 'unicode61')")
         con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
         rows = list(passages)
-        con.executemany("INSERT INTO passages (rowid, title, text) VALUES (?, ?, ?)",
-                        [(i + 1, title, text) for i, (title, text) in enumerate(rows)])
+        con.executemany(
+            "INSERT INTO passages (rowid, title, text) VALUES (?, ?, ?)",
+            [(i + 1, title, text) for i, (title, text) in enumerate(rows)],
+        )
         con.executemany("INSERT INTO meta VALUES (?, ?)", sorted((meta or {}).items()))
         con.execute("INSERT INTO passages (passages) VALUES ('optimize')")
         con.commit()

@@ -10,6 +10,7 @@ box stands on a goal. A layout is kept only if a BFS over (player, box positions
 Symbols: A = agent, a = agent on a goal, B = box, b = box on a goal, C = goal, D = floor, E = wall. Padding
 cells (render option ``pad_to``) show as X.
 """
+
 from __future__ import annotations
 
 import random
@@ -17,8 +18,9 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.envs.base import GridText, Step, Task, Trace, around_answer, neighbours, noted_cell, which_answer
-from pipeline.envs.frozenlake import ACTIONS, MOVES, parse_action  # the same actions, parsed the same way
+from pipeline.config import SokobanParams, resolve
+from pipeline.envs.base import Step, Task, Trace
+from pipeline.envs.grid import ACTIONS, MOVES, GridText, parse_action
 
 AGENT, AGENT_ON_GOAL, BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE = "A", "a", "B", "b", "C", "D", "E", "X"
 
@@ -117,7 +119,7 @@ class SokobanState:
         return self.budget - self.steps
 
 
-def _symbol(state: SokobanState, r: int, c: int) -> str:
+def symbol(state: SokobanState, r: int, c: int) -> str:
     n = state.spec["size"]
     if not (0 <= r < n and 0 <= c < n):
         return OUTSIDE
@@ -134,40 +136,16 @@ def _symbol(state: SokobanState, r: int, c: int) -> str:
 class Sokoban(GridText):
     name = "sokoban"
     actions = ACTIONS
+    sep = " "  # between the cells of a rendered row
     agent_symbols = (AGENT, AGENT_ON_GOAL)  # where the attempt ended, for the feedback and end_cell
 
-    def __init__(
-        self,
-        *,
-        min_size: int = 6,
-        max_size: int = 8,
-        boxes: int = 1,
-        budget: int = 8,
-        max_optimal: int | None = None,
-        min_optimal: int = 1,
-        pad_to: int | None = None,
-        row_numbers: bool = False,
-        sep: str = " ",
-    ) -> None:
-        if not 4 <= min_size <= max_size:
-            raise ValueError(f"need 4 <= min_size <= max_size, got {min_size}, {max_size}")
-        if boxes < 1:
-            raise ValueError(f"boxes must be >= 1, got {boxes}")
-        if (min_size - 2) ** 2 < 2 * boxes + 1:
-            raise ValueError(f"a {min_size}x{min_size} board has too few floor cells for {boxes} boxes, "
-                             f"{boxes} goals and the player")
-        if budget < 1:
-            raise ValueError(f"budget must be >= 1, got {budget}")
-        if pad_to is not None and pad_to < max_size:
-            raise ValueError(f"pad_to ({pad_to}) must be >= max_size ({max_size})")
-        self.min_size, self.max_size, self.n_boxes = min_size, max_size, boxes
-        self.budget = budget
-        # A layout whose optimal solution exceeds the budget is never kept, whatever max_optimal says.
-        self.max_optimal = budget if max_optimal is None else min(max_optimal, budget)
-        self.min_optimal = max(1, min_optimal)
-        if self.min_optimal > self.max_optimal:
-            raise ValueError(f"min_optimal ({min_optimal}) > max optimal length ({self.max_optimal})")
-        self.pad_to, self.row_numbers, self.sep = pad_to, row_numbers, sep
+    def __init__(self, params: SokobanParams | None = None, **overrides) -> None:
+        """``params`` (env.sokoban; default: params.yaml's values), with ``overrides`` of single keys."""
+        p = resolve(SokobanParams, params, overrides)
+        self.params = p
+        self.min_size, self.max_size, self.n_boxes = p.min_size, p.max_size, p.boxes
+        self.budget = p.budget
+        self.pad_to, self.row_numbers = p.pad_to, p.row_numbers
 
     # ---- tasks -------------------------------------------------------------------------------------------
 
@@ -178,8 +156,12 @@ class Sokoban(GridText):
         floor = [(r, c) for r in range(1, n - 1) for c in range(1, n - 1)]
         picked = rng.sample(floor, 2 * self.n_boxes + 1)  # distinct: no box starts on a goal
         player, boxes, goals = picked[0], picked[1 : 1 + self.n_boxes], picked[1 + self.n_boxes :]
-        return {"size": n, "player": list(player), "boxes": [list(b) for b in sorted(boxes)],
-                "goals": [list(g) for g in sorted(goals)]}
+        return {
+            "size": n,
+            "player": list(player),
+            "boxes": [list(b) for b in sorted(boxes)],
+            "goals": [list(g) for g in sorted(goals)],
+        }
 
     def generate(self, split: str, n: int, seed: int, exclude: set[str] | None = None) -> list[Task]:
         """``n`` distinct layouts solvable within the budget, deterministic in (seed, split), none whose
@@ -195,15 +177,15 @@ class Sokoban(GridText):
                 raise RuntimeError(
                     f"sokoban: found only {len(tasks)} of {n} distinct solvable layouts for split {split!r} "
                     f"after {max_tries} tries (sizes {self.min_size}-{self.max_size}, {self.n_boxes} boxes, optimal "
-                    f"length {self.min_optimal}-{self.max_optimal}, {len(exclude)} excluded); widen the ranges or ask for fewer"
+                    f"length at most {self.budget}, {len(exclude)} excluded); widen the ranges or ask for fewer"
                 )
             tries += 1
             spec = self._sample_spec(rng)
             key = map_key(spec)
             if key in seen or key in exclude:
                 continue
-            length = solve(spec, self.max_optimal)
-            if not self.min_optimal <= length <= self.max_optimal:  # also rejects unsolvable (-1)
+            length = solve(spec, self.budget)
+            if not 1 <= length <= self.budget:  # also rejects unsolvable (-1)
                 continue
             seen.add(key)
             tasks.append(Task(task_id=f"sk-{split}-{len(tasks):06d}", split=split, spec=spec, optimal_len=length))
@@ -213,15 +195,20 @@ class Sokoban(GridText):
 
     def reset(self, task: Task | dict[str, Any]) -> SokobanState:
         spec = _spec_of(task)
-        return SokobanState(spec=spec, player=tuple(spec["player"]), boxes=_cells(spec["boxes"]),
-                            goals=_cells(spec["goals"]), budget=self.budget)
+        return SokobanState(
+            spec=spec,
+            player=tuple(spec["player"]),
+            boxes=_cells(spec["boxes"]),
+            goals=_cells(spec["goals"]),
+            budget=self.budget,
+        )
 
     def render(self, state: SokobanState) -> str:
         n = state.spec["size"]
         width = n if self.pad_to is None else self.pad_to
         lines = []
         for r in range(width):
-            line = self.sep.join(_symbol(state, r, c) for c in range(width))
+            line = self.sep.join(symbol(state, r, c) for c in range(width))
             lines.append(f"{r} {line}" if self.row_numbers else line)
         return "\n".join(lines)
 
@@ -240,7 +227,11 @@ class Sokoban(GridText):
             event = "limit"
         new = replace(state, player=player, boxes=boxes, steps=steps, done=bool(event), event=event)
         return new, Step(
-            action=action, valid=action is not None, moved=moved, event=event, done=new.done,
+            action=action,
+            valid=action is not None,
+            moved=moved,
+            event=event,
+            done=new.done,
             observation=self.render(new),
         )
 
@@ -259,11 +250,16 @@ class Sokoban(GridText):
 
     def vocabulary(self, tasks: list[Task]) -> list[str]:
         """Texts covering every word this environment can show (for the embedded word-level tokenizer)."""
-        texts = [" ".join((AGENT, AGENT_ON_GOAL, BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE)), *OUTCOME.values(),
-                 "Your last action had no effect.", "Steps left:", "The episode did not finish.",
-                 "Actions with no effect: (invalid, blocked). Last action: invalid none. Reward=, steps= at",
-                 "Initial board: Actions: Final board: Feedback: Step ( no effect ) (no effect)",
-                 " ".join(self.actions)]
+        texts = [
+            " ".join((AGENT, AGENT_ON_GOAL, BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE)),
+            *OUTCOME.values(),
+            "Your last action had no effect.",
+            "Steps left:",
+            "The episode did not finish.",
+            "Actions with no effect: (invalid, blocked). Last action: invalid none. Reward=, steps= at",
+            "Initial board: Actions: Final board: Feedback: Step ( no effect ) (no effect)",
+            " ".join(self.actions),
+        ]
         texts += [str(i) for i in range(max(self.budget, self.pad_to or self.max_size) + 1)]
         texts += [self.render(self.reset(t)) for t in tasks[:1]]
         return texts
@@ -287,47 +283,3 @@ class Sokoban(GridText):
             f"{outcome} Actions with no effect: {invalid + blocked} ({invalid} invalid, {blocked} blocked). "
             f"Last action: {last}. Reward={self.reward(trace)}, steps={len(steps)}"
         )
-
-
-# ---- reading exercises for a warm start (self-supervised: no reward, no goal semantics, no solutions) ----
-
-EXERCISE_PROMPTS = {
-    "where": "find A and B .",
-    "around": "read the cells next to A .",
-    "next": "predict where A and B are after the action .",
-    "which": "list the moves from A to each symbol .",
-    "at": "is A at the cell of the note ? note :",
-}
-EXERCISE_WORDS = {"which": "none"}  # answer words of an exercise that no prompt, board or feedback contains
-
-
-def _where(state: SokobanState) -> str:
-    """Where the agent and the boxes are, each under the symbol the board shows for it (A/a, B/b)."""
-    parts = [f"{_symbol(state, *state.player)} {state.player[0]} {state.player[1]}"]
-    parts += [f"{_symbol(state, r, c)} {r} {c}" for r, c in state.boxes]
-    return " ".join(parts)
-
-
-def reading_exercise(env: Sokoban, state: SokobanState, kind: str, action: str,
-                     rng: random.Random | None = None) -> tuple[str, str, str]:
-    """(system, user, answer) of one exercise on ``state``: where the agent and the boxes are, which symbols
-    surround the agent, the moves that reach each symbol ("which": the "around" answer inverted, every symbol
-    asked about alike), or where they are after ``action`` (the simulator's answer). Read off the board or the
-    simulator; never which move is good, whether the episode ends, or what a symbol means. Or ("at") whether
-    the agent stands on the cell a note names (on its own cell half of the time; ``rng`` draws it)."""
-    user = env.message(state, None)
-    if kind == "where":
-        return EXERCISE_PROMPTS[kind], user, _where(state)
-    seen = neighbours(MOVES, state.player, lambda i, j: _symbol(state, i, j))
-    if kind == "around":
-        return EXERCISE_PROMPTS[kind], user, around_answer(seen)
-    if kind == "next":
-        player, boxes, _ = move(state.spec["size"], state.player, state.boxes, action)
-        nxt = replace(state, player=player, boxes=boxes)
-        return EXERCISE_PROMPTS[kind], f"{user}\naction : {action}", _where(nxt)
-    if kind == "which":
-        return EXERCISE_PROMPTS[kind], user, which_answer(seen, (BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE))
-    if kind == "at":  # the note has the form of a reflection's copied note here, ``last r c``
-        cell, answer = noted_cell(state.player, env.pad_to or env.max_size, rng or random.Random(0))
-        return f"{EXERCISE_PROMPTS[kind]} last {cell[0]} {cell[1]}", user, answer
-    raise ValueError(f"unknown exercise {kind!r}")

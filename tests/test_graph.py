@@ -1,4 +1,6 @@
-"""pipeline/dvcgen.py: the committed dvc.yaml is what params.yaml gives; the generated graph is well formed."""
+"""pipeline/graph.py and `erl dvc-yaml` (tools/dvcgen.py): the committed dvc.yaml is what params.yaml gives; the
+generated graph is well formed."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,46 +10,54 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import dag, dvcgen
+from pipeline import graph, layout
 from pipeline.config import Params, load_params
+from tools import dvcgen
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_committed_dvc_yaml_is_current():
     params = load_params(ROOT / "params.yaml")
-    epochs = params.train.epochs
-    expected = dvcgen.render(epochs, params)
+    expected = graph.render(params)
     actual = (ROOT / "dvc.yaml").read_text()
     assert actual == expected, (
-        f"dvc.yaml is out of step with params.yaml (train.epochs={epochs}): run `erl dvc-yaml` "
-        "(or `python -m pipeline.dvcgen`) and commit the result"
+        f"dvc.yaml is out of step with params.yaml ({graph.shape(params)}): run `erl dvc-yaml` and commit the result"
     )
 
 
+def _params(epochs: int, per_stage: int = 0, **train) -> Params:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["train"].update(epochs=epochs, epochs_per_stage=per_stage, **train)
+    return Params.model_validate(raw)
+
+
 def _stages(epochs: int) -> dict:
-    text = dvcgen.render(epochs)
-    assert text.startswith(dvcgen.HEADER)
+    text = graph.render(_params(epochs))
+    assert graph.generated_for(text) == graph.shape(_params(epochs))
     return yaml.safe_load(text)["stages"]
 
 
 def test_render_3_stage_names():
     names = list(_stages(3))
-    expected = ["init", "evaluate_e0"]
+    expected = ["validate", "init", "evaluate_e0"]
     for e in (1, 2, 3):
-        expected += [f"{s}_e{e}" for s in dag.EPOCH_STAGES]
+        expected += [f"{s}_e{e}" for s in layout.EPOCH_STAGES]
     expected.append("report")
     assert names == expected
-    assert expected[2] == "sample_e1" and expected[-2] == "evaluate_e3"
+    assert expected[3] == "sample_e1" and expected[-2] == "evaluate_e3"
 
 
-def test_every_stage_depends_on_its_script_and_pipeline():
+def test_every_stage_depends_on_its_script_its_imports_and_validate():
     for name, spec in _stages(3).items():
         script = name.rsplit("_e", 1)[0] if "_e" in name else name
         assert spec["cmd"].startswith(f"python -m stages.{script}")
         assert f"stages/{script}.py" in spec["deps"], name
-        assert "pipeline" in spec["deps"], name
-        assert (ROOT / f"stages/{script}.py").is_file()
+        assert "pipeline/config.py" in spec["deps"] and "pipeline" not in spec["deps"], name
+        assert not any(d.startswith("tools/") for d in spec["deps"]), name
+        if name != "validate":
+            assert graph.VALIDATED.as_posix() in spec["deps"], name
+    assert "params.yaml" in _stages(1)["validate"]["deps"]
 
 
 def _resolve(raw: dict, dotted: str):
@@ -63,7 +73,7 @@ def test_every_params_entry_exists_in_params_yaml():
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     missing = []
     for name, spec in _stages(3).items():
-        assert spec["params"], f"{name} declares no params"
+        assert spec["params"] or name == "validate", f"{name} declares no params"
         for key in spec["params"]:
             try:
                 _resolve(raw, key)
@@ -75,10 +85,10 @@ def test_every_params_entry_exists_in_params_yaml():
 def test_sample_depends_on_previous_policy():
     stages = _stages(3)
     for e in (1, 2, 3):
-        prev = dag.policy_dir(e - 1).as_posix()
+        prev = layout.policy_dir(e - 1).as_posix()
         assert prev in stages[f"sample_e{e}"]["deps"]
-        assert dag.policy_dir(e).as_posix() in stages[f"update_e{e}"]["outs"]
-    assert dag.policy_dir(0).as_posix() in stages["init"]["outs"]
+        assert layout.policy_dir(e).as_posix() in stages[f"update_e{e}"]["outs"]
+    assert layout.policy_dir(0).as_posix() in stages["init"]["outs"]
 
 
 @pytest.mark.parametrize("per_stage", [0, 5])
@@ -102,7 +112,7 @@ def test_every_dep_is_produced_upstream():
 def test_report_reads_every_epoch_metrics():
     report = _stages(2)["report"]
     for e in (0, 1, 2):
-        assert dag.metrics_path(e).as_posix() in report["deps"]
+        assert layout.metrics_path(e).as_posix() in report["deps"]
 
 
 def _other_params(tmp_path: Path, epochs: int) -> Path:
@@ -117,8 +127,13 @@ def test_check_fails_when_epochs_differ(tmp_path):
     epochs = load_params(ROOT / "params.yaml").train.epochs
     other = _other_params(tmp_path, epochs + 1)
     before = (ROOT / "dvc.yaml").read_bytes()
-    proc = subprocess.run([sys.executable, "-m", "pipeline.dvcgen", "--check", "--params", str(other),
-                           "--out", "dvc.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.dvcgen", "--check", "--params", str(other), "--out", "dvc.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "erl dvc-yaml" in proc.stderr
     assert (ROOT / "dvc.yaml").read_bytes() == before  # --check never writes
@@ -129,7 +144,7 @@ def test_main_writes_then_checks(tmp_path, capsys):
     out = tmp_path / "dvc.yaml"
     assert dvcgen.main(["--check", "--params", str(params), "--out", str(out)]) == 1  # missing file
     assert dvcgen.main(["--params", str(params), "--out", str(out)]) == 0
-    assert out.read_text() == dvcgen.render(2, load_params(params))
+    assert out.read_text() == graph.render(load_params(params))
     assert dvcgen.main(["--check", "--params", str(params), "--out", str(out)]) == 0
 
 
@@ -141,24 +156,21 @@ def test_main_bad_params_exits_2(tmp_path):
 
 @pytest.mark.parametrize("epochs", [1, 4])
 def test_render_is_deterministic(epochs):
-    assert dvcgen.render(epochs) == dvcgen.render(epochs)
+    assert graph.render(_params(epochs)) == graph.render(_params(epochs))
 
 
 def _block_stages(epochs: int, per_stage: int) -> dict:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"].update(epochs=epochs, epochs_per_stage=per_stage)
-    params = Params.model_validate(raw)
-    return yaml.safe_load(dvcgen.render(epochs, params))["stages"]
+    return yaml.safe_load(graph.render(_params(epochs, per_stage)))["stages"]
 
 
 def test_blocks_cover_every_epoch_once():
-    assert dag.epoch_blocks(7, 3) == [(1, 3), (4, 6), (7, 7)]
-    assert dag.epoch_blocks(4, 10) == [(1, 4)]
+    assert layout.epoch_blocks(7, 3) == [(1, 3), (4, 6), (7, 7)]
+    assert layout.epoch_blocks(4, 10) == [(1, 4)]
     names = list(_block_stages(7, 3))
-    assert names == ["init", "evaluate_e0", "epochs_e1-e3", "epochs_e4-e6", "epoch_e7", "report"]
-    assert [n for n, _ in dag.training_stages(7, 3)] == names[2:-1]
-    assert [d for _, d in dag.training_stages(7, 3)] == [[1, 2, 3], [4, 5, 6], [7]]
-    steps = dag.training_stages(2, 0)
+    assert names == ["validate", "init", "evaluate_e0", "epochs_e1-e3", "epochs_e4-e6", "epoch_e7", "report"]
+    assert [n for n, _ in layout.training_stages(7, 3)] == names[3:-1]
+    assert [d for _, d in layout.training_stages(7, 3)] == [[1, 2, 3], [4, 5, 6], [7]]
+    steps = layout.training_stages(2, 0)
     assert [n for n, d in steps if d] == ["evaluate_e1", "evaluate_e2"] and len(steps) == 14
 
 
@@ -174,15 +186,15 @@ def test_block_writes_what_the_steps_write():
                 got.update([o] if isinstance(o, str) else o.keys())
         return got
 
-    for name, (a, b) in zip(["epochs_e1-e2", "epochs_e3-e4"], dag.epoch_blocks(4, 2)):
-        step_names = [dag.stage_name(s, e) for e in range(a, b + 1) for s in dag.EPOCH_STAGES]
+    for name, (a, b) in zip(["epochs_e1-e2", "epochs_e3-e4"], layout.epoch_blocks(4, 2)):
+        step_names = [layout.stage_name(s, e) for e in range(a, b + 1) for s in layout.EPOCH_STAGES]
         assert outs(blocks, [name], "outs") == outs(steps, step_names, "outs")
         assert outs(blocks, [name], "metrics") == outs(steps, step_names, "metrics")
         inner = outs(steps, step_names, "outs") | outs(steps, step_names, "metrics")
         outer = {d for n in step_names for d in steps[n]["deps"] if d.startswith("artifacts/") and d not in inner}
         assert outer <= set(blocks[name]["deps"]), outer - set(blocks[name]["deps"])
         assert blocks[name]["cmd"] == f"python -m stages.epochs --first {a} --last {b}"
-        for s in dag.EPOCH_STAGES:
+        for s in layout.EPOCH_STAGES:
             assert f"stages/{s}.py" in blocks[name]["deps"]
 
 

@@ -7,9 +7,10 @@ runs inside a stage: the stages' own code must not import or start it.
 
 Usage::
 
-    python -m pipeline.flows run [--repo .] [--epochs N]
-    python -m pipeline.flows serve [--repo .] [--cron "0 3 * * *"] [--name erl-nightly] [--epochs N]
+    python -m tools.flows run [--repo .] [--epochs N]
+    python -m tools.flows serve [--repo .] [--cron "0 3 * * *"] [--name erl-nightly] [--epochs N]
 """
+
 from __future__ import annotations
 
 import os
@@ -36,7 +37,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from prefect.exceptions import MissingContextError  # noqa: E402
 from prefect.logging import get_run_logger  # noqa: E402
 
-from pipeline.dag import metrics_path, stage_name, training_stages  # noqa: E402
+from pipeline.layout import metrics_path, stage_name, training_stages  # noqa: E402
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -47,9 +48,9 @@ REPORT_MD = Path("reports") / "report.md"
 REPORT_HTML = Path("reports") / "report.html"
 STAGE_ENV = {"HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
 OUTPUT_TAIL_LINES = 40
-# Where a served run imports the flow from; spelled out because under `python -m pipeline.flows` the
+# Where a served run imports the flow from; spelled out because under `python -m tools.flows` the
 # flow's own __module__ is "__main__", which a deployment's flow-run subprocess cannot import.
-FLOW_ENTRYPOINT = "pipeline.flows.erl_train"
+FLOW_ENTRYPOINT = "tools.flows.erl_train"
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter:
@@ -162,6 +163,7 @@ def erl_train(repo: str = ".", epochs: int | None = None) -> dict[str, Any]:
         res = run_stage(name, str(root))
         stages[name] = {"seconds": res["seconds"], "skipped": res["skipped"]}
 
+    run(stage_name("validate"))  # params checked before DVC touches any output
     run(stage_name("init"))
     run(stage_name("evaluate", 0))  # the untrained policy: the baseline row of every curve
     m0 = _read_metrics(root, 0)
@@ -232,7 +234,7 @@ def serve(repo: str = ".", cron: str = "0 3 * * *", name: str = "erl-nightly", e
     """Register the scheduled deployment and serve it (blocks; Ctrl-C stops and pauses the schedule).
 
     Run it from the repository root (or with the project installed): each run is a subprocess that
-    imports the flow from the module path ``pipeline.flows.erl_train``.
+    imports the flow from the module path ``tools.flows.erl_train``.
     """
     from prefect import serve as prefect_serve
 
@@ -244,7 +246,7 @@ def serve(repo: str = ".", cron: str = "0 3 * * *", name: str = "erl-nightly", e
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m pipeline.flows", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.flows", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     for cmd in ("run", "serve"):
         p = sub.add_parser(cmd)

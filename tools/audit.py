@@ -8,6 +8,7 @@
 
 Add --json for machine-readable output and --artifacts DIR to audit another run. No torch here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline import dag
+from pipeline import layout
 from pipeline.artifacts import read_lineage, sha256_dir, sha256_path
 
 
@@ -45,20 +46,31 @@ def _epochs(root: Path) -> list[int]:
 
 
 def audit_update(root: Path, epoch: int) -> dict:
-    d = dag.epoch_dir(epoch, root)
+    d = layout.epoch_dir(epoch, root)
     if not (d / "updates.parquet").exists():
         known = _epochs(root)
         raise AuditError(f"no update for epoch {epoch} under {root} (epochs with artifacts: {known or 'none'})")
     con = _db()
-    f = {n: (d / f"{n}.parquet").as_posix() for n in ("updates", "steps", "samples", "reflections", "retries", "feedback")}
-    head = _rows(con, f"""
+    f = {
+        n: (d / f"{n}.parquet").as_posix()
+        for n in ("updates", "steps", "samples", "reflections", "retries", "feedback")
+    }
+    head = _rows(
+        con,
+        f"""
         SELECT any_value(update_id) AS update_id, any_value(checkpoint_sha256) AS checkpoint_sha256,
                any_value(parent_sha256) AS parent_sha256, count(*) AS optimizer_steps,
                avg(grad_norm) AS mean_grad_norm, avg(loss) AS mean_loss
-        FROM '{f["steps"]}'""")[0]
-    kinds = _rows(con, f"""SELECT kind, count(*) AS rows, sum(abs(loss)) AS total_abs_loss
-                           FROM '{f["updates"]}' GROUP BY kind ORDER BY kind""")
-    refl = _rows(con, f"""
+        FROM '{f["steps"]}'""",
+    )[0]
+    kinds = _rows(
+        con,
+        f"""SELECT kind, count(*) AS rows, sum(abs(loss)) AS total_abs_loss
+                           FROM '{f["updates"]}' GROUP BY kind ORDER BY kind""",
+    )
+    refl = _rows(
+        con,
+        f"""
         WITH contrib AS (
             SELECT s.reflection_id, list(DISTINCT s.kind ORDER BY s.kind) AS kinds,
                    list(struct_pack(sample_id := u.sample_id, kind := s.kind, advantage := u.advantage,
@@ -72,47 +84,86 @@ def audit_update(root: Path, epoch: int) -> dict:
         FROM contrib c JOIN '{f["reflections"]}' r USING (reflection_id)
         LEFT JOIN '{f["feedback"]}' fb ON fb.rollout_id = r.rollout_id
         LEFT JOIN '{f["retries"]}' rt ON rt.reflection_id = r.reflection_id
-        ORDER BY c.contribution DESC, c.reflection_id""")
+        ORDER BY c.contribution DESC, c.reflection_id""",
+    )
     return {"epoch": epoch, **head, "by_kind": kinds, "reflections": refl}
 
 
 def audit_reflection(root: Path, rid: str) -> dict:
     con = _db()
-    found = _rows(con, f"SELECT * EXCLUDE (prompt_ids, response_ids) FROM '{_glob(root, 'reflections')}' "
-                       "WHERE reflection_id = ?", [rid])
+    found = _rows(
+        con,
+        f"SELECT * EXCLUDE (prompt_ids, response_ids) FROM '{_glob(root, 'reflections')}' WHERE reflection_id = ?",
+        [rid],
+    )
     if not found:
         raise AuditError(f"unknown reflection id {rid!r} under {root}")
     r = found[0]
     e = r["epoch"]
-    d = dag.epoch_dir(e, root)
-    retry = _rows(con, f"SELECT retry_id, reward, success, outcome, n_turns, actions FROM '{(d / 'retries.parquet').as_posix()}' "
-                       "WHERE reflection_id = ?", [rid])
-    samples = _rows(con, f"""
+    d = layout.epoch_dir(e, root)
+    retry = _rows(
+        con,
+        f"SELECT retry_id, reward, success, outcome, n_turns, actions FROM '{(d / 'retries.parquet').as_posix()}' "
+        "WHERE reflection_id = ?",
+        [rid],
+    )
+    samples = _rows(
+        con,
+        f"""
         SELECT s.sample_id, s.kind, s.advantage, u.update_id, u.step, u.loss, u.checkpoint_sha256
-        FROM '{(d / 'samples.parquet').as_posix()}' s
-        LEFT JOIN '{(d / 'updates.parquet').as_posix()}' u USING (sample_id)
-        WHERE s.reflection_id = ? ORDER BY s.kind, u.step""", [rid])
-    memory = _rows(con, f"SELECT DISTINCT version, parent_version, epoch FROM '{_glob(root, 'memory')}' WHERE reflection_id = ?",
-                   [rid])
+        FROM '{(d / "samples.parquet").as_posix()}' s
+        LEFT JOIN '{(d / "updates.parquet").as_posix()}' u USING (sample_id)
+        WHERE s.reflection_id = ? ORDER BY s.kind, u.step""",
+        [rid],
+    )
+    memory = _rows(
+        con,
+        f"SELECT DISTINCT version, parent_version, epoch FROM '{_glob(root, 'memory')}' WHERE reflection_id = ?",
+        [rid],
+    )
     readers = []
     if memory:
-        readers = _rows(con, f"""SELECT reflection_id, epoch, memory_version FROM '{_glob(root, 'reflections')}'
+        readers = _rows(
+            con,
+            f"""SELECT reflection_id, epoch, memory_version FROM '{_glob(root, "reflections")}'
                                  WHERE memory_version IN ({",".join(str(m["version"]) for m in memory)})
-                                 ORDER BY epoch, reflection_id""")
-    return {"reflection": r, "retry": retry[0] if retry else None, "samples": samples,
-            "became_memory": memory, "read_by": readers}
+                                 ORDER BY epoch, reflection_id""",
+        )
+    return {
+        "reflection": r,
+        "retry": retry[0] if retry else None,
+        "samples": samples,
+        "became_memory": memory,
+        "read_by": readers,
+    }
 
 
 def audit_task(root: Path, task_id: str) -> dict:
     con = _db()
-    first = _rows(con, f"""SELECT a.epoch, a.rollout_id, f.reward, f.outcome, a.actions
-                           FROM '{_glob(root, 'attempts')}' a JOIN '{_glob(root, 'feedback')}' f USING (rollout_id)
-                           WHERE a.task_id = ? ORDER BY a.epoch, a.rollout_id""", [task_id])
-    retries = _rows(con, f"""SELECT epoch, retry_id, reflection_id, reward, outcome, actions FROM '{_glob(root, 'retries')}'
-                             WHERE task_id = ? ORDER BY epoch, retry_id""", [task_id])
-    evals = _rows(con, f"""SELECT epoch, rollout_id, reward, outcome, actions FROM read_parquet(
-                               ['{(dag.epoch_dir(0, root) / 'eval.parquet').as_posix()}', '{_glob(root, 'eval')}'])
-                           WHERE task_id = ? ORDER BY epoch, rollout_id""", [task_id]) if (dag.epoch_dir(0, root) / "eval.parquet").exists() else []
+    first = _rows(
+        con,
+        f"""SELECT a.epoch, a.rollout_id, f.reward, f.outcome, a.actions
+                           FROM '{_glob(root, "attempts")}' a JOIN '{_glob(root, "feedback")}' f USING (rollout_id)
+                           WHERE a.task_id = ? ORDER BY a.epoch, a.rollout_id""",
+        [task_id],
+    )
+    retries = _rows(
+        con,
+        f"""SELECT epoch, retry_id, reflection_id, reward, outcome, actions FROM '{_glob(root, "retries")}'
+                             WHERE task_id = ? ORDER BY epoch, retry_id""",
+        [task_id],
+    )
+    evals = (
+        _rows(
+            con,
+            f"""SELECT epoch, rollout_id, reward, outcome, actions FROM read_parquet(
+                               ['{(layout.epoch_dir(0, root) / "eval.parquet").as_posix()}', '{_glob(root, "eval")}'])
+                           WHERE task_id = ? ORDER BY epoch, rollout_id""",
+            [task_id],
+        )
+        if (layout.epoch_dir(0, root) / "eval.parquet").exists()
+        else []
+    )
     if not (first or retries or evals):
         raise AuditError(f"unknown task id {task_id!r}: no attempt, retry or evaluation under {root}")
     return {"task_id": task_id, "first_attempts": first, "second_attempts": retries, "evaluations": evals}
@@ -158,7 +209,7 @@ def verify(root: Path, lock: Path | None) -> list[dict]:
             elif sha256_path(p) != digest:
                 problems.append({"file": path, "problem": f"sha256 differs from the lineage of {f}"})
         if meta.get("table") in ("updates", "steps") and meta.get("checkpoint_sha256"):
-            ck = dag.policy_dir(meta["epoch"], root)
+            ck = layout.policy_dir(meta["epoch"], root)
             if ck.exists() and sha256_dir(ck) != meta["checkpoint_sha256"]:
                 problems.append({"file": str(ck), "problem": f"checkpoint sha256 differs from {f}"})
     if lock is not None and lock.exists():
@@ -184,8 +235,12 @@ def verify(root: Path, lock: Path | None) -> list[dict]:
                         for entry in json.loads(manifest.read_text()):
                             fp = p / entry["relpath"]
                             if not fp.exists() or _md5(fp) != entry["md5"]:
-                                problems.append({"file": f"{out['path']}/{entry['relpath']}",
-                                                 "problem": f"md5 differs from dvc.lock ({stage})"})
+                                problems.append(
+                                    {
+                                        "file": f"{out['path']}/{entry['relpath']}",
+                                        "problem": f"md5 differs from dvc.lock ({stage})",
+                                    }
+                                )
                 elif p.is_file() and _md5(p) != md5:
                     problems.append({"file": out["path"], "problem": f"md5 differs from dvc.lock ({stage})"})
     # one report per file is enough
@@ -217,27 +272,51 @@ def _table(rows: list[dict], cols: list[str] | None = None) -> str:
 
 
 def _print_update(res: dict) -> None:
-    print(f"update {res['update_id']} (epoch {res['epoch']}): {res['optimizer_steps']} optimizer steps, "
-          f"mean loss {res['mean_loss']:.4f}, mean grad norm {res['mean_grad_norm']:.4f}")
+    print(
+        f"update {res['update_id']} (epoch {res['epoch']}): {res['optimizer_steps']} optimizer steps, "
+        f"mean loss {res['mean_loss']:.4f}, mean grad norm {res['mean_grad_norm']:.4f}"
+    )
     print(f"  checkpoint {res['checkpoint_sha256']}\n  parent     {res['parent_sha256']}\n\nsamples by kind:")
     print(_table(res["by_kind"]))
     print(f"\nreflections behind this update ({len(res['reflections'])}), by contribution (sum of |sample loss|):")
-    print(_table(res["reflections"], ["reflection_id", "task_id", "second_attempt_reward", "memory_version", "kinds",
-                                      "contribution", "total_advantage", "reflection", "first_attempt_feedback"]))
+    print(
+        _table(
+            res["reflections"],
+            [
+                "reflection_id",
+                "task_id",
+                "second_attempt_reward",
+                "memory_version",
+                "kinds",
+                "contribution",
+                "total_advantage",
+                "reflection",
+                "first_attempt_feedback",
+            ],
+        )
+    )
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="erl audit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--artifacts", default=str(dag.ARTIFACTS), help="artifact root (default: artifacts)")
-    ap.add_argument("--json", action="store_true", help="machine-readable output")
+    # The common options are accepted before and after the subcommand (`erl audit update 3 --json`, as git and
+    # dvc take them): SUPPRESS keeps a subparser's unset default from overwriting a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--artifacts", default=argparse.SUPPRESS, help="artifact root (default: artifacts)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    ap = argparse.ArgumentParser(
+        prog="erl audit", description=__doc__, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("update", help="trace an epoch's weight update back to its reflections").add_argument("epoch", type=int)
-    sub.add_parser("reflection", help="trace a reflection forward").add_argument("id")
-    sub.add_parser("task", help="every attempt on a task").add_argument("id")
-    v = sub.add_parser("verify", help="recompute artifact hashes against footers and dvc.lock")
+    sub.add_parser(
+        "update", parents=[common], help="trace an epoch's weight update back to its reflections"
+    ).add_argument("epoch", type=int)
+    sub.add_parser("reflection", parents=[common], help="trace a reflection forward").add_argument("id")
+    sub.add_parser("task", parents=[common], help="every attempt on a task").add_argument("id")
+    v = sub.add_parser("verify", parents=[common], help="recompute artifact hashes against footers and dvc.lock")
     v.add_argument("--lock", default="dvc.lock", help="DVC lock file to check too (default: dvc.lock)")
     args = ap.parse_args(argv)
-    root = Path(args.artifacts)
+    args.json = getattr(args, "json", False)
+    root = Path(getattr(args, "artifacts", layout.ARTIFACTS))
     if not root.exists():
         print(f"error: {root}: no artifacts here (run `dvc repro` or `dvc pull` first)", file=sys.stderr)
         return 2
@@ -259,7 +338,9 @@ def main(argv=None) -> int:
         _print_update(res)
     elif args.cmd == "reflection":
         r = res["reflection"]
-        print(f"reflection {r['reflection_id']} (epoch {r['epoch']}, task {r['task_id']}, read memory v{r['memory_version']})")
+        print(
+            f"reflection {r['reflection_id']} (epoch {r['epoch']}, task {r['task_id']}, read memory v{r['memory_version']})"
+        )
         print(f"  text: {r['reflection']}\n\nretry it guided:")
         print(_table([res["retry"]] if res["retry"] else []))
         print("\nsamples and the update they entered:")

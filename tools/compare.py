@@ -11,6 +11,7 @@ every run), so the comparison is committed with the code that produced it.
   erl compare --merge a/compare.csv b/compare.csv --out reports   # one table from runs made separately
   erl compare --merge a.csv b.csv --note "b's runs were made on a slower machine"   # a paragraph for compare.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import dag
-from pipeline.bench import make_copy, repro_one, sandbox_env
+from pipeline import layout
 from pipeline.config import ParamsError, load_params
+from tools.bench import make_copy, repro_one, sandbox_env
 
 ARMS: dict[str, dict] = {
     "rlvr": {"algorithm": "rlvr"},
@@ -57,27 +58,34 @@ def run_arm(params: dict, epochs: int, log, cache_dir: Path | None = None) -> li
     try:
         make_copy(tmp, params)
         if cache_dir is not None:
-            subprocess.run([sys.executable, "-m", "dvc", "config", "--local", "cache.dir", str(cache_dir)], cwd=tmp,
-                           env=env, check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "dvc", "config", "--local", "cache.dir", str(cache_dir)],
+                cwd=tmp,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
         per_stage = int((params.get("train") or {}).get("epochs_per_stage", 0))
-        for name in ("init", dag.stage_name("evaluate", 0)):
+        for name in ("validate", "init", layout.stage_name("evaluate", 0)):
             res, _ = repro_one(name, tmp, env)
             if res.returncode != 0:
                 raise RuntimeError(f"stage {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
         t_start, clock, last = time.perf_counter(), {0: 0.0}, 0.0
-        for name, done in dag.training_stages(epochs, per_stage) + [("report", [])]:
+        for name, done in layout.training_stages(epochs, per_stage) + [("report", [])]:
             res, _ = repro_one(name, tmp, env)
             if res.returncode != 0:
                 raise RuntimeError(f"stage {name} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
             now = time.perf_counter() - t_start
             for i, e in enumerate(done):  # epochs of one multi-epoch stage: spread its time evenly
                 clock[e] = last + (now - last) * (i + 1) / len(done)
-                log(f"    epoch {e}: held-out success "
-                    f"{json.loads((tmp / dag.metrics_path(e)).read_text())['eval_success']:.3f} at {clock[e]:.0f} s")
+                log(
+                    f"    epoch {e}: held-out success "
+                    f"{json.loads((tmp / layout.metrics_path(e)).read_text())['eval_success']:.3f} at {clock[e]:.0f} s"
+                )
             last = now if done else last
         rows = []
         for e in range(0, epochs + 1):
-            m = json.loads((tmp / dag.metrics_path(e)).read_text())
+            m = json.loads((tmp / layout.metrics_path(e)).read_text())
             rows.append({**m, "epoch": e, "seconds": round(clock[e], 1)})
         return rows
     finally:
@@ -103,11 +111,18 @@ def summarize(results: dict[tuple[str, int], list[dict]]) -> dict[str, dict]:
         initial = [r[0]["eval_success"] for r in runs]
         post = [r[-1].get("train_post_success") for r in runs if r[-1].get("train_post_success") is not None]
         pre = [r[-1].get("train_pre_success") for r in runs if r[-1].get("train_pre_success") is not None]
-        out[arm] = {"final": _mean_sd(final), "initial": _mean_sd(initial), "seeds": len(runs),
-                    "final_by_seed": final, "pre": _mean_sd(pre) if pre else None, "post": _mean_sd(post) if post else None,
-                    "retry": _epoch_mean(runs, "retry_success"), "control": _epoch_mean(runs, "retry_control_success"),
-                    "seconds": statistics.fmean(r[-1]["seconds"] for r in runs),
-                    "memory": statistics.fmean(sum(x.get("memory_adopted") or 0 for x in r) for r in runs)}
+        out[arm] = {
+            "final": _mean_sd(final),
+            "initial": _mean_sd(initial),
+            "seeds": len(runs),
+            "final_by_seed": final,
+            "pre": _mean_sd(pre) if pre else None,
+            "post": _mean_sd(post) if post else None,
+            "retry": _epoch_mean(runs, "retry_success"),
+            "control": _epoch_mean(runs, "retry_control_success"),
+            "seconds": statistics.fmean(r[-1]["seconds"] for r in runs),
+            "memory": statistics.fmean(sum(x.get("memory_adopted") or 0 for x in r) for r in runs),
+        }
     return out
 
 
@@ -121,21 +136,32 @@ def paired(results: dict[tuple[str, int], list[dict]], base: str = "rlvr") -> di
         if arm == base or not seeds:
             continue
         final = [results[(arm, s)][-1]["eval_success"] - results[(base, s)][-1]["eval_success"] for s in seeds]
-        over = [_epoch_mean([results[(arm, s)]], "eval_success") - _epoch_mean([results[(base, s)]], "eval_success")
-                for s in seeds]
-        out[arm] = {"seeds": seeds, "final": _mean_sd(final), "final_by_seed": final, "above": sum(d > 0 for d in final),
-                    "over_epochs": _mean_sd(over)}
+        over = [
+            _epoch_mean([results[(arm, s)]], "eval_success") - _epoch_mean([results[(base, s)]], "eval_success")
+            for s in seeds
+        ]
+        out[arm] = {
+            "seeds": seeds,
+            "final": _mean_sd(final),
+            "final_by_seed": final,
+            "above": sum(d > 0 for d in final),
+            "over_epochs": _mean_sd(over),
+        }
     return out
 
 
 def _seed_list(seeds: list[int]) -> str:
     """0-4 for a run of seeds, else the list."""
-    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)) else \
-        ", ".join(map(str, seeds))
+    return (
+        f"{seeds[0]}-{seeds[-1]}"
+        if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1))
+        else ", ".join(map(str, seeds))
+    )
 
 
 def write_markdown(summary: dict, meta: dict, path: Path, pairs: dict | None = None) -> None:
     arms = list(summary)
+
     def cell(ms):
         if not ms:
             return "-"
@@ -143,50 +169,77 @@ def write_markdown(summary: dict, meta: dict, path: Path, pairs: dict | None = N
 
     num = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
-        "# ERL vs RLVR on the embedded default (the paper's Table 1 layout)", "",
+        "# ERL vs RLVR on the embedded default (the paper's Table 1 layout)",
+        "",
         f"Environment: {meta['env']}; policy: {meta['model']}; {meta['epochs']} epochs; seeds {meta['seeds']}"
-        + ("" if len({s["seeds"] for s in summary.values()}) <= 1 else
-           " (" + ", ".join(f"{a}: {summary[a]['seeds']}" for a in arms) + " seeds)") + "; "
-        f"numbers are held-out first-attempt success after the last epoch, mean ± sample std over seeds "
-        f"(no spread from one seed).", "",
-        "| model | task | " + " | ".join(arms) + " |", "|---|---|" + "---|" * len(arms),
-        f"| {meta['model']} | {meta['env']} | " + " | ".join(cell(summary[a]["final"]) for a in arms) + " |", "",
+        + (
+            ""
+            if len({s["seeds"] for s in summary.values()}) <= 1
+            else " (" + ", ".join(f"{a}: {summary[a]['seeds']}" for a in arms) + " seeds)"
+        )
+        + "; "
+        "numbers are held-out first-attempt success after the last epoch, mean ± sample std over seeds "
+        "(no spread from one seed).",
+        "",
+        "| model | task | " + " | ".join(arms) + " |",
+        "|---|---|" + "---|" * len(arms),
+        f"| {meta['model']} | {meta['env']} | " + " | ".join(cell(summary[a]["final"]) for a in arms) + " |",
+        "",
         "| arm | untrained | final | final by seed | train pre-reflection | train post-reflection "
         "| retry of failed tasks | plain retry under s0 | memory adopted | training wall s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in arms:
         s = summary[a]
-        lines.append(f"| {a} | {cell(s['initial'])} | {cell(s['final'])} | {', '.join(f'{x:.3f}' for x in s['final_by_seed'])} "
-                     f"| {cell(s['pre'])} | {cell(s['post'])} | {num(s['retry'])} | {num(s['control'])} "
-                     f"| {s['memory']:.0f} | {s['seconds']:.0f} |")
-    lines += ["", "Train pre/post: the last epoch. Retry columns: success of second attempts on failed training tasks, "
-              "mean over epochs and seeds: guided by the reflection (ERL) or by the raw attempt summary "
-              "(no-reflection ablation), against a plain second try under s0 alone on the same tasks (retry.control, "
-              "never trained).", "",
-              "Curves against epochs and wall-clock seconds: compare.html. Every epoch of every run: compare.csv.", ""]
+        lines.append(
+            f"| {a} | {cell(s['initial'])} | {cell(s['final'])} | {', '.join(f'{x:.3f}' for x in s['final_by_seed'])} "
+            f"| {cell(s['pre'])} | {cell(s['post'])} | {num(s['retry'])} | {num(s['control'])} "
+            f"| {s['memory']:.0f} | {s['seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        "Train pre/post: the last epoch. Retry columns: success of second attempts on failed training tasks, "
+        "mean over epochs and seeds: guided by the reflection (ERL) or by the raw attempt summary "
+        "(no-reflection ablation), against a plain second try under s0 alone on the same tasks (retry.control, "
+        "never trained).",
+        "",
+        "Curves against epochs and wall-clock seconds: compare.html. Every epoch of every run: compare.csv.",
+        "",
+    ]
     if pairs:
-        signed = lambda ms: ("-" if not ms else f"{ms[0]:+.3f}" + ("" if ms[1] is None else f" ± {ms[1]:.3f}"))  # noqa: E731
-        lines += ["Paired by seed (a seed gives every arm the same warm start and tasks): each arm's final held-out "
-                  "success minus that of the arm it is set against on the same seed, and the same for the mean "
-                  "held-out success over the trained epochs (how fast it learns); mean ± sample std of the "
-                  "differences. The ablations are set against ERL too.", "",
-                  "| arm | against | seeds | final, difference | by seed | seeds above | mean over epochs, difference |",
-                  "|---|---|---|---|---|---|---|"]
+        signed = lambda ms: "-" if not ms else f"{ms[0]:+.3f}" + ("" if ms[1] is None else f" ± {ms[1]:.3f}")  # noqa: E731
+        lines += [
+            "Paired by seed (a seed gives every arm the same warm start and tasks): each arm's final held-out "
+            "success minus that of the arm it is set against on the same seed, and the same for the mean "
+            "held-out success over the trained epochs (how fast it learns); mean ± sample std of the "
+            "differences. The ablations are set against ERL too.",
+            "",
+            "| arm | against | seeds | final, difference | by seed | seeds above | mean over epochs, difference |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for base, rows in pairs.items():
             for a, d in rows.items():
-                lines.append(f"| {a} | {base} | {_seed_list(d['seeds'])} | {signed(d['final'])} "
-                             f"| {', '.join(f'{x:+.3f}' for x in d['final_by_seed'])} | {d['above']} of {len(d['seeds'])} "
-                             f"| {signed(d['over_epochs'])} |")
+                lines.append(
+                    f"| {a} | {base} | {_seed_list(d['seeds'])} | {signed(d['final'])} "
+                    f"| {', '.join(f'{x:+.3f}' for x in d['final_by_seed'])} | {d['above']} of {len(d['seeds'])} "
+                    f"| {signed(d['over_epochs'])} |"
+                )
         lines.append("")
     if meta.get("sources"):
-        lines += ["Merged (`erl compare --merge`) from: " + ", ".join(meta["sources"]) + ". Wall-clock seconds compare "
-                  "only runs made on the same machine under the same load.", ""]
+        lines += [
+            "Merged (`erl compare --merge`) from: " + ", ".join(meta["sources"]) + ". Wall-clock seconds compare "
+            "only runs made on the same machine under the same load.",
+            "",
+        ]
     if meta.get("note"):
         lines += [meta["note"], ""]
     if meta.get("partial"):
-        lines += [f"**Partial:** the comparison was still running (or was interrupted) after {len(meta['runs'])} runs: "
-                  + ", ".join(meta["runs"]) + ".", ""]
+        lines += [
+            f"**Partial:** the comparison was still running (or was interrupted) after {len(meta['runs'])} runs: "
+            + ", ".join(meta["runs"])
+            + ".",
+            "",
+        ]
     path.write_text("\n".join(lines))
 
 
@@ -223,8 +276,15 @@ def write_html(results, summary, meta, path: Path) -> None:
         for i, arm in enumerate(summary):
             for (a, seed), rows in results.items():
                 if a == arm:
-                    ax.plot([r[xkey] for r in rows], [r["eval_success"] for r in rows], color=f"C{i}", alpha=0.8,
-                            marker="o", ms=3, label=arm if seed == min(s for b, s in results if b == arm) else None)
+                    ax.plot(
+                        [r[xkey] for r in rows],
+                        [r["eval_success"] for r in rows],
+                        color=f"C{i}",
+                        alpha=0.8,
+                        marker="o",
+                        ms=3,
+                        label=arm if seed == min(s for b, s in results if b == arm) else None,
+                    )
         imgs.append(png(fig, ax, xlabel))
     md = html.escape(path.with_suffix(".md").read_text())
     path.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>ERL comparison</title>
@@ -243,8 +303,21 @@ def write_outputs(results: dict[tuple[str, int], list[dict]], meta: dict, out: P
     """compare.csv (every epoch of every run), compare.md (the table) and compare.html (the curves)."""
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "compare.csv", "w", newline="") as f:
-        keys = ["arm", "seed", "epoch", "seconds", "eval_success", "train_pre_success", "train_post_success",
-                "retry_success", "retry_control_success", "reflections", "memory_adopted", "update_kl", "update_loss"]
+        keys = [
+            "arm",
+            "seed",
+            "epoch",
+            "seconds",
+            "eval_success",
+            "train_pre_success",
+            "train_post_success",
+            "retry_success",
+            "retry_control_success",
+            "reflections",
+            "memory_adopted",
+            "update_kl",
+            "update_loss",
+        ]
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         for (arm, seed), rows in results.items():
@@ -252,8 +325,10 @@ def write_outputs(results: dict[tuple[str, int], list[dict]], meta: dict, out: P
                 w.writerow({"arm": arm, "seed": seed, **r})
     summary = summarize(results)
     meta = {**meta, "partial": partial, "runs": [f"{arm} seed {seed}" for arm, seed in results]}
-    pairs = {"rlvr": paired(results, "rlvr"),
-             "erl": {a: d for a, d in paired(results, "erl").items() if a in ("erl-no-memory", "erl-no-reflection")}}
+    pairs = {
+        "rlvr": paired(results, "rlvr"),
+        "erl": {a: d for a, d in paired(results, "erl").items() if a in ("erl-no-memory", "erl-no-reflection")},
+    }
     write_markdown(summary, meta, out / "compare.md", {b: rows for b, rows in pairs.items() if rows})
     write_html(results, summary, meta, out / "compare.html")
 
@@ -285,23 +360,34 @@ def read_results(paths: list[Path]) -> dict[tuple[str, int], list[dict]]:
             results[key], where[key] = sorted(runs, key=lambda r: r["epoch"]), path
     lengths = {len(rows) - 1 for rows in results.values()}
     if len(lengths) > 1:
-        raise ValueError("runs of different lengths (epochs " + ", ".join(map(str, sorted(lengths))) + ") in "
-                         + ", ".join(map(str, paths)))
+        raise ValueError(
+            "runs of different lengths (epochs "
+            + ", ".join(map(str, sorted(lengths)))
+            + ") in "
+            + ", ".join(map(str, paths))
+        )
     return results
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="erl compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="erl compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--seeds", type=int, default=3, help="k seeds per arm: first-seed .. first-seed+k-1")
     ap.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     ap.add_argument("--out", default="reports", help="where compare.{md,html,csv} go")
-    ap.add_argument("--merge", nargs="+", type=Path, metavar="CSV",
-                    help="run nothing: combine the runs of these compare.csv files into one table and one set of "
-                         "curves (runs at the same settings, e.g. seeds or arms run on different days or machines; "
-                         "only their epoch counts are checked)")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="CSV",
+        help="run nothing: combine the runs of these compare.csv files into one table and one set of "
+        "curves (runs at the same settings, e.g. seeds or arms run on different days or machines; "
+        "only their epoch counts are checked)",
+    )
     ap.add_argument("--note", default="", help="a paragraph for compare.md, e.g. where and when the runs were made")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.first_seed < 0:
@@ -318,8 +404,14 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        meta = {"env": p.env.name, "model": p.policy.model, "epochs": len(next(iter(results.values()))) - 1,
-                "seeds": sorted({s for _, s in results}), "sources": [str(x) for x in args.merge], "note": args.note}
+        meta = {
+            "env": p.env.name,
+            "model": p.policy.model,
+            "epochs": len(next(iter(results.values()))) - 1,
+            "seeds": sorted({s for _, s in results}),
+            "sources": [str(x) for x in args.merge],
+            "note": args.note,
+        }
         order = {a: i for i, a in enumerate(ARMS)}
         results = dict(sorted(results.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], len(order)))))
         write_outputs(results, meta, Path(args.out))

@@ -1,11 +1,14 @@
 """Names of the stages and of their per-epoch artifacts: the one place the DVC graph, the stages, the
 Prefect flow and the audit code agree on. No torch, no heavy imports."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 # One epoch = one experience -> reflection -> consolidation round, in this order.
 EPOCH_STAGES: tuple[str, ...] = ("sample", "feedback", "reflect", "retry", "consolidate", "update", "evaluate")
+# Every stage script (stages/<name>.py): validate checks params first, epochs runs whole epochs in one process.
+STAGES: tuple[str, ...] = ("validate", "init", *EPOCH_STAGES, "epochs", "report")
 ARTIFACTS = Path("artifacts")
 INIT_DIR = ARTIFACTS / "init"
 

@@ -1,17 +1,23 @@
-"""The embedded default policy, built offline: a word-level tokenizer trained with `tokenizers`, a small
-Llama-style model from a config, and a short self-supervised warm start. Saved with save_pretrained, so
-every later stage loads it exactly like a hub model."""
+"""The embedded default policy, built offline: a word-level tokenizer trained with `tokenizers` on the game's own
+text, a small Llama-style model from a config, and a self-supervised warm start on the curriculum of
+warmstart.py (it stands in for pretraining and never shows a solution)."""
+
 from __future__ import annotations
 
+import logging
 import random
 import sys
+import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.config import TinyParams
-from pipeline.warmstart import Example
+from pipeline.config import Params, TinyParams
+from pipeline.losses import answer_loss
+from pipeline.tiny.warmstart import Example
+
+log = logging.getLogger("erl")
 
 SPECIALS = ["<pad>", "<unk>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
@@ -69,34 +75,23 @@ def encode_example(tok, ex: Example) -> tuple[list[int], list[int]]:
     return prompt, answer
 
 
-def answer_loss(model, batch: list[tuple[list[int], list[int]]], pad_id: int, device="cpu") -> torch.Tensor:
-    """Mean cross-entropy on the answer tokens of (prompt ids, answer ids) pairs, right-padded: the warm start's
-    loss, and the replay's during RL updates."""
-    width = max(len(a) + len(b) for a, b in batch)
-    ids = torch.full((len(batch), width), pad_id, device=device)
-    labels = torch.full((len(batch), width), -100, device=device)
-    for r, (a, b) in enumerate(batch):
-        ids[r, : len(a) + len(b)] = torch.tensor(a + b, device=device)
-        labels[r, len(a) : len(a) + len(b)] = torch.tensor(b, device=device)
-    return model(input_ids=ids, labels=labels).loss  # right padding: causal attention never sees the pads
-
-
 def warm_start(model, tok, examples: list[Example], p: TinyParams, seed: int) -> list[dict]:
     """Teacher-forced training on the answer tokens only. Returns one log row per step."""
     if p.warmstart_steps == 0 or not examples:
         return []
     encoded = [encode_example(tok, ex) for ex in examples]
     rng = random.Random(f"{seed}:warmstart-order")
-    opt = torch.optim.AdamW(model.parameters(), lr=p.warmstart_lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.05, 1 - s / p.warmstart_steps))
+    opt = torch.optim.AdamW(model.parameters(), lr=p.warmstart_lr, weight_decay=p.warmstart_weight_decay)
+    warm, final, steps = p.warmstart_warmup, p.warmstart_lr_final, p.warmstart_steps
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(final, 1 - s / steps))
     model.train()
     log = []
-    for step in tqdm(range(p.warmstart_steps), desc="warm start", file=sys.stderr, disable=None):
+    for step in tqdm(range(steps), desc="warm start", file=sys.stderr, disable=None):
         batch = [encoded[rng.randrange(len(encoded))] for _ in range(p.warmstart_batch_size)]
         loss = answer_loss(model, batch, tok.pad_token_id)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), p.warmstart_grad_clip)
         opt.step()
         sched.step()
         log.append({"step": step, "loss": loss.item()})
@@ -104,7 +99,32 @@ def warm_start(model, tok, examples: list[Example], p: TinyParams, seed: int) ->
     return log
 
 
-def save_policy(model, tok, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
+def build(p: Params, env, train_tasks, out: Path) -> dict:
+    """Build the tiny policy for ``env`` and save it at ``out``: tokenizer, model, warm start on exercises drawn
+    from ``train_tasks``. Returns what init.json records (sizes, the warm-start loss curve, its seconds)."""
+    from pipeline import checkpoint
+    from pipeline.prompts import prompt_set
+    from pipeline.tiny import warmstart
+
+    prompts = prompt_set(p.policy.prompts, p.env.name)
+    tp = p.policy.tiny
+    kinds = tuple(tp.warmstart_exercises)
+    tok = build_tokenizer(warmstart.corpus_texts(env, prompts, train_tasks, p.seed, kinds=kinds))
+    model = build_model(tok, tp, p.seed)
+    n_params = sum(q.numel() for q in model.parameters())
+    log.info("tiny policy: %d tokens in vocabulary, %.2f M parameters", len(tok), n_params / 1e6)
+    n_reading = int(round(tp.warmstart_corpus * tp.warmstart_reading))
+    examples = warmstart.format_examples(
+        env, prompts, train_tasks, tp.warmstart_corpus - n_reading, p.seed, tp.warmstart_reflect, tp.warmstart_memory
+    )
+    examples += warmstart.reading_examples(env, train_tasks, n_reading, p.seed, kinds)
+    t0 = time.perf_counter()
+    curve = warm_start(model, tok, examples, tp, p.seed)
+    checkpoint.save_policy(model, tok, out)
+    return {
+        "model": "tiny",
+        "vocab": len(tok),
+        "parameters": n_params,
+        "warmstart_seconds": time.perf_counter() - t0,
+        "warmstart": curve,
+    }

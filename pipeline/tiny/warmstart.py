@@ -1,13 +1,22 @@
-"""Warm-start corpus for the embedded default: self-supervised exercises on boards from random play. It
-teaches the reply format and how to read a board, never a solution: actions in the corpus are uniformly
-random, and no text states what a symbol means or which tile is the goal. No torch here."""
+"""The warm-start curriculum of the embedded default: self-supervised exercises on boards from random play, in
+place of pretraining. It teaches the reply format, how to read a board (the exercises of each game are in
+``pipeline/tiny/<env.name>.py``) and how to copy a fact from the feedback into a reflection, never a solution:
+actions in the corpus are uniformly random, and no text states what a symbol means or which tile is the goal.
+No torch here."""
+
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import random
 from dataclasses import dataclass
 
-from pipeline.envs.base import Env, Task, Trace, random_cell_note
+from pipeline.envs.base import Env, Task, Trace
 from pipeline.prompts import PromptSet, reflector_messages, retry_system
+
+# Random play for the exercises stops after at most this many moves (the corpus's vocabulary: 8).
+PLAY_MOVES = 6
+VOCAB_PLAYS, VOCAB_MOVES = 300, 8
 
 
 @dataclass
@@ -17,7 +26,10 @@ class Example:
     kind: str
 
 
-READING_KINDS = ("where", "around", "next", "next")  # the default mix of board-reading exercises
+def exercises(env: Env):
+    """The module of ``env``'s board-reading exercises (``pipeline/tiny/<name>.py``), or None when it has none."""
+    name = f"pipeline.tiny.{env.name}"
+    return importlib.import_module(name) if importlib.util.find_spec(name) else None
 
 
 def random_reply(env: Env, state, rng: random.Random) -> str:
@@ -42,8 +54,15 @@ def random_play(env: Env, task: Task, rng: random.Random, max_moves: int):
     return states, trace
 
 
-def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, seed: int,
-                    reflect_share: float = 0.15, memory_share: float = 0.0) -> list[Example]:
+def format_examples(
+    env: Env,
+    prompts: PromptSet,
+    tasks: list[Task],
+    n: int,
+    seed: int,
+    reflect_share: float = 0.15,
+    memory_share: float = 0.0,
+) -> list[Example]:
     """Turn-format exercises: a board under s0 (or under a reflection-like prompt) answered with a random
     action, and (``reflect_share`` of them) a failed attempt's summary answered with a <prompt> block that
     restates s0. The rest split 12:5 between s0 and retry prompts. ``memory_share`` of the reflection
@@ -53,7 +72,7 @@ def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, see
     out: list[Example] = []
     while len(out) < n:
         task = rng.choice(tasks)
-        states, trace = random_play(env, task, rng, 6)
+        states, trace = random_play(env, task, rng, PLAY_MOVES)
         roll = rng.random()
         if roll < reflect_share and trace.steps:
             out.append(reflection_example(env, prompts, task, trace, rng, memory_share))
@@ -69,8 +88,9 @@ def format_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, see
     return out
 
 
-def reflection_example(env: Env, prompts: PromptSet, task: Task, trace: Trace, rng: random.Random,
-                       memory_share: float) -> Example:
+def reflection_example(
+    env: Env, prompts: PromptSet, task: Task, trace: Trace, rng: random.Random, memory_share: float
+) -> Example:
     """The reflection-copy exercise on one failed random-play attempt: its summary (with, ``memory_share`` of
     the time, a distracting memory, half of those garbled) answered with a <prompt> block that restates s0 and copies a fact from the
     feedback (the environment's reflection_note: where the attempt ended, or its last move). It opens a channel
@@ -96,8 +116,16 @@ def garbled(text: str, rng: random.Random) -> str:
     return " ".join(keep + [rng.choice(words) for _ in range(rng.randint(1, 8))])
 
 
-def replay_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, seed: int, reading_share: float,
-                    kinds: tuple[str, ...] = READING_KINDS, memory_share: float = 0.0) -> list[Example]:
+def replay_examples(
+    env: Env,
+    prompts: PromptSet,
+    tasks: list[Task],
+    n: int,
+    seed: int,
+    reading_share: float,
+    kinds: tuple[str, ...],
+    memory_share: float,
+) -> list[Example]:
     """Warm-start exercises to replay during RL updates (``update.replay_coef``, like the pretraining mix of
     PPO-ptx): ``reading_share`` board-reading exercises of ``kinds`` (none for environments without them) and
     reflection-copy exercises, fresh ones per ``seed``. Never the warm start's random-action turns, which would
@@ -106,30 +134,57 @@ def replay_examples(env: Env, prompts: PromptSet, tasks: list[Task], n: int, see
     rng = random.Random(f"{seed}:replay")
     while len(out) < n:
         task = rng.choice(tasks)
-        _, trace = random_play(env, task, rng, 6)
+        _, trace = random_play(env, task, rng, PLAY_MOVES)
         if trace.steps:
             out.append(reflection_example(env, prompts, task, trace, rng, memory_share))
     rng.shuffle(out)
     return out
 
 
+def replay_encoded(
+    p, epoch: int, env: Env, task_rows: list[dict], tok, n_steps: int
+) -> list[tuple[list[int], list[int]]]:
+    """The warm-start exercises one epoch's update replays (update.replay_coef), encoded for ``tok``:
+    ``update.replay_batch`` for each of ``n_steps`` optimizer steps, fresh ones each epoch (seeded by (seed,
+    epoch)), drawn on the training tasks."""
+    from pipeline.episodes import task_from_row
+    from pipeline.prompts import prompt_set
+    from pipeline.seeding import derive_seed
+    from pipeline.tiny.model import encode_example
+
+    u, tp = p.update, p.policy.tiny
+    tasks = [task_from_row(t) for t in task_rows]
+    examples = replay_examples(
+        env,
+        prompt_set(p.policy.prompts, p.env.name),
+        tasks,
+        u.replay_batch * max(1, n_steps),
+        derive_seed(p.seed, epoch, "replay"),
+        u.replay_reading,
+        tuple(tp.warmstart_exercises),
+        tp.warmstart_memory,
+    )
+    return [encode_example(tok, ex) for ex in examples]
+
+
 def random_note(env: Env, rng: random.Random) -> str:
-    """A note like a reflection's copied one, on a random cell: the environment's ``random_note`` when it has
-    one, else ``last r c`` on a 5x5 board."""
-    return env.random_note(rng) if hasattr(env, "random_note") else random_cell_note(rng)
+    """A note like a reflection's copied one, on a random cell: the environment's own form when its exercise
+    module has one, else ``last r c`` on a 5x5 board."""
+    mod = exercises(env)
+    return mod.random_note(env, rng) if hasattr(mod, "random_note") else random_cell_note(rng)
 
 
-def reading_examples(env: Env, tasks: list[Task], n: int, seed: int,
-                     kinds: tuple[str, ...] = READING_KINDS) -> list[Example]:
-    """Board-reading exercises on states from random play (see FrozenLake.reading_exercise), their kinds drawn
-    uniformly from ``kinds`` (repeat a kind to weight it); environments without exercises give none."""
-    exercise = getattr(__import__(type(env).__module__, fromlist=["reading_exercise"]), "reading_exercise", None)
-    if exercise is None:
+def reading_examples(env: Env, tasks: list[Task], n: int, seed: int, kinds: tuple[str, ...]) -> list[Example]:
+    """Board-reading exercises on states from random play (``reading_exercise`` of the environment's exercise
+    module), their kinds drawn uniformly from ``kinds`` (repeat a kind to weight it); none without a module."""
+    mod = exercises(env)
+    if mod is None:
         return []
+    exercise = mod.reading_exercise
     rng = random.Random(f"{seed}:reading")
     out: list[Example] = []
     while len(out) < n:
-        states, _ = random_play(env, rng.choice(tasks), rng, 6)
+        states, _ = random_play(env, rng.choice(tasks), rng, PLAY_MOVES)
         state, _ = rng.choice(states)
         kind = rng.choice(kinds)
         system, user, answer = exercise(env, state, kind, rng.choice(env.actions), rng)
@@ -137,32 +192,53 @@ def reading_examples(env: Env, tasks: list[Task], n: int, seed: int,
     return out
 
 
-def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, n_plays: int = 300,
-                 kinds: tuple[str, ...] = READING_KINDS) -> list[str]:
+def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, kinds: tuple[str, ...]) -> list[str]:
     """Text covering everything the embedded tokenizer must spell: prompts, boards, messages, feedback, and the
     reading exercises of ``kinds``."""
     rng = random.Random(f"{seed}:vocab")
-    texts = [v.format(summary="") if k == "no_reflection_system" else v
-             for k, v in vars(prompts).items() if isinstance(v, str)]
+    texts = [
+        v.format(summary="") if k == "no_reflection_system" else v
+        for k, v in vars(prompts).items()
+        if isinstance(v, str)
+    ]
     texts += ["<prompt> </prompt> ``` " + " ".join(getattr(env, "actions", ()))]
     texts += reading_vocabulary(env, kinds)
     if hasattr(env, "vocabulary"):  # every word the environment can show (a knowledge base, questions, ...)
         texts += env.vocabulary(tasks)
     texts += [str(i) for i in range(100)]
-    for _ in range(n_plays):
+    for _ in range(VOCAB_PLAYS):
         task = rng.choice(tasks)
-        states, trace = random_play(env, task, rng, 8)
+        states, trace = random_play(env, task, rng, VOCAB_MOVES)
         texts += [env.message(s, last) for s, last in states]
         if trace.steps:
             texts += [env.summary(trace, env.render(env.reset(task)), c) for c in (False, True)] + [env.feedback(trace)]
     return texts
 
 
-def reading_vocabulary(env: Env, kinds: tuple[str, ...] = READING_KINDS) -> list[str]:
+def reading_vocabulary(env: Env, kinds: tuple[str, ...]) -> list[str]:
     """The words of the exercises in use (only those: an unused exercise must not change the tokenizer): their
     prompts, the answer words the environment declares for them (EXERCISE_WORDS), and the words of the "next"
     exercise and of the reflection's copied note."""
-    mod = __import__(type(env).__module__, fromlist=["EXERCISE_PROMPTS"])
+    mod = exercises(env)
     prompts, words = getattr(mod, "EXERCISE_PROMPTS", {}), getattr(mod, "EXERCISE_WORDS", {})
     extra = "".join(f" {words[k]}" for k in dict.fromkeys(kinds) if k in words)
     return [v for k, v in prompts.items() if k in kinds] + ["action : end yes no last" + extra]
+
+
+def which_answer(seen: dict[str, str], symbols: tuple[str, ...]) -> str:
+    """The "which" exercise's answer, the "around" answer inverted: for every symbol in ``symbols`` (all asked
+    about alike) the moves that reach it, or ``none``, e.g. ``B none C right up D left down X none``."""
+    return " ".join(f"{sym} {' '.join(a for a in seen if seen[a] == sym) or 'none'}" for sym in symbols)
+
+
+def noted_cell(pos: tuple[int, int], side: int, rng) -> tuple[tuple[int, int], str]:
+    """The "at" exercise's cell and answer: ``pos`` itself half of the time, else a random cell of a ``side`` x
+    ``side`` board; "yes" when the cell is ``pos``."""
+    cell = tuple(pos) if rng.random() < 0.5 else (rng.randrange(side), rng.randrange(side))
+    return cell, "yes" if cell == tuple(pos) else "no"
+
+
+def random_cell_note(rng, side: int = 5) -> str:
+    """A note of the default form (``last r c``) on a random cell of a ``side`` x ``side`` board: what the warm
+    start's retry-format turns show in place of a copied note."""
+    return f"last {rng.randrange(side)} {rng.randrange(side)}"

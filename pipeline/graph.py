@@ -1,0 +1,214 @@
+"""The DVC graph of a run, built from its params: DVC has no loops, so epochs are unrolled into per-epoch stages
+and ``train.epochs`` stays the single place the number of epochs is set. `erl dvc-yaml` writes it to dvc.yaml;
+the validate stage (and a test) refuse a dvc.yaml that is out of step with params.yaml.
+
+Each stage depends on the source files it imports for the environment in use (pipeline/codedeps.py), the files
+it reads and the params it reads (each stage module's KEYS), so `dvc repro` reruns exactly what a change
+affects; every stage also depends on the validate stage's output, so params are checked before DVC removes any
+stage's outputs. The graph's shape depends on ``train.epochs``, ``train.epochs_per_stage`` (0: seven one-step
+stages per epoch; k: one stage per k epochs, run by stages/epochs.py in one process, with the same artifacts)
+and ``env.name`` (its code; with ``qa`` init also writes the search index, and reads ``env.qa.hotpot_path``
+when set). No torch here."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import yaml
+
+from pipeline import codedeps, layout
+from pipeline.config import Params
+
+HEADER = "# Generated from params.yaml by `erl dvc-yaml` for {shape}; do not edit by hand.\n"
+REPORT_OUTS = ["reports/report.md", "reports/report.html", "reports/success.png", "reports/training.png"]
+VALIDATED = layout.ARTIFACTS / "validated.txt"
+
+
+def shape(p: Params) -> str:
+    """The params that decide which stages exist and what they read, as dvc.yaml's header names them."""
+    parts = [
+        f"train.epochs={p.train.epochs}",
+        f"train.epochs_per_stage={p.train.epochs_per_stage}",
+        f"env.name={p.env.name}",
+    ]
+    if p.env.name == "qa":
+        parts.append(f"env.qa.hotpot_path={p.env.qa.hotpot_path}")
+    return ", ".join(parts)
+
+
+def _p(path: Path) -> str:
+    return path.as_posix()
+
+
+def _keys(stage: str) -> list[str]:
+    return list(importlib.import_module(f"stages.{stage}").KEYS)
+
+
+def _stage(script: str, cmd: str, env: str, deps: list[Path], outs: list[Path], metrics=()) -> dict:
+    code = codedeps.stage_files(script, env)
+    spec = {
+        "cmd": cmd,
+        "deps": list(dict.fromkeys(code + [_p(VALIDATED)] + [_p(d) for d in deps])),  # epoch 1: prev = init
+        "params": _keys(script),
+        "outs": [_p(o) for o in outs],
+    }
+    if metrics:
+        spec["metrics"] = [{_p(m): {"cache": False}} for m in metrics]
+    return spec
+
+
+def _step(stage: str, epoch: int | None, env: str, deps: list[Path], outs: list[Path], metrics=()) -> dict:
+    cmd = f"python -m stages.{stage}" + (f" --epoch {epoch}" if epoch is not None else "")
+    return _stage(stage, cmd, env, deps, outs, metrics)
+
+
+def _tables(e: int) -> dict[str, Path]:
+    d = layout.epoch_dir(e)
+    return {
+        n: d / f"{n}.parquet"
+        for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory", "updates", "steps", "eval")
+    }
+
+
+def _epoch_steps(e: int, env: str, tr: Path, te: Path, env_deps: list[Path]) -> dict:
+    """The seven one-step stages of epoch ``e`` (``train.epochs_per_stage: 0``)."""
+    t = _tables(e)
+    prev_pol, pol, prev_mem = layout.policy_dir(e - 1), layout.policy_dir(e), layout.epoch_dir(e - 1) / "memory.parquet"
+    name = layout.stage_name
+    return {
+        name("sample", e): _step("sample", e, env, [prev_pol, tr] + env_deps, [t["attempts"]]),
+        name("feedback", e): _step("feedback", e, env, [t["attempts"]], [t["feedback"]]),
+        name("reflect", e): _step("reflect", e, env, [prev_pol, t["feedback"], prev_mem], [t["reflections"]]),
+        name("retry", e): _step(
+            "retry", e, env, [prev_pol, tr, t["feedback"], t["reflections"]] + env_deps, [t["retries"]]
+        ),
+        name("consolidate", e): _step(
+            "consolidate",
+            e,
+            env,
+            [t["attempts"], t["feedback"], t["reflections"], t["retries"], prev_mem],
+            [t["samples"], t["memory"]],
+        ),
+        # tasks and environment files: the warm-start replay
+        name("update", e): _step(
+            "update",
+            e,
+            env,
+            [prev_pol, layout.policy_dir(0), tr, t["samples"]] + env_deps,
+            [pol, t["updates"], t["steps"]],
+        ),
+        name("evaluate", e): _step(
+            "evaluate",
+            e,
+            env,
+            [pol, layout.policy_dir(0), te]
+            + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")]
+            + env_deps,
+            [t["eval"]],
+            [layout.metrics_path(e)],
+        ),
+    }
+
+
+def _block(a: int, b: int, env: str, tr: Path, te: Path, env_deps: list[Path]) -> dict:
+    """One stage running epochs ``a``..``b`` in one process (``train.epochs_per_stage`` >= 1): it reads what
+    epoch ``a``'s steps read from outside the block and writes every artifact of its epochs."""
+    outs: list[Path] = []
+    for e in range(a, b + 1):
+        t = _tables(e)
+        outs += [
+            t[n]
+            for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory", "updates", "steps", "eval")
+        ] + [layout.policy_dir(e)]
+    deps = [layout.policy_dir(a - 1), layout.policy_dir(0), tr, te, layout.epoch_dir(a - 1) / "memory.parquet"]
+    return _stage(
+        "epochs",
+        f"python -m stages.epochs --first {a} --last {b}",
+        env,
+        deps + env_deps,
+        outs,
+        [layout.metrics_path(e) for e in range(a, b + 1)],
+    )
+
+
+def _env_files(p: Params) -> tuple[list[Path], list[Path], list[Path]]:
+    """(extra init deps, extra init outs, extra deps of the stages that step the environment) of the
+    environment ``p`` names; none for the grid games."""
+    if p.env.name != "qa":
+        return [], [], []
+    index = layout.qa_index_path()
+    data = [Path(p.env.qa.hotpot_path)] if p.env.qa.hotpot_path else []
+    return data, [index], [index]
+
+
+def build(p: Params) -> dict:
+    """The stages and plots of dvc.yaml for params ``p``."""
+    env, epochs = p.env.name, p.train.epochs
+    init = layout.epoch_dir(0)
+    tr, te = init / "tasks_train.parquet", init / "tasks_test.parquet"
+    init_deps, init_outs, env_deps = _env_files(p)
+    validate = _step("validate", None, env, [], [VALIDATED])
+    validate["deps"] = [d for d in validate["deps"] if d != _p(VALIDATED)] + ["params.yaml"]
+    stages = {
+        "validate": validate,
+        "init": _step(
+            "init",
+            None,
+            env,
+            init_deps,
+            [tr, te, init / "memory.parquet", layout.policy_dir(0), init / "init.json"] + init_outs,
+        ),
+        layout.stage_name("evaluate", 0): _step(
+            "evaluate", 0, env, [layout.policy_dir(0), te] + env_deps, [init / "eval.parquet"], [layout.metrics_path(0)]
+        ),
+    }
+    per_stage = p.train.epochs_per_stage
+    if per_stage <= 0:
+        for e in range(1, epochs + 1):
+            stages.update(_epoch_steps(e, env, tr, te, env_deps))
+    else:
+        for a, b in layout.epoch_blocks(epochs, per_stage):
+            stages[layout.block_name(a, b)] = _block(a, b, env, tr, te, env_deps)
+    report = _step(
+        "report",
+        None,
+        env,
+        [layout.metrics_path(e) for e in range(0, epochs + 1)]
+        + [layout.epoch_dir(e) / f"{n}.parquet" for e in range(1, epochs + 1) for n in ("reflections", "samples")],
+        [],
+    )
+    report["outs"] = [{o: {"cache": False}} for o in REPORT_OUTS]
+    report["metrics"] = [{"reports/metrics.json": {"cache": False}}]
+    report["plots"] = [{"reports/history.csv": {"cache": False}}]
+    stages["report"] = report
+    plots = [
+        {
+            "held-out and training success": {
+                "x": "epoch",
+                "y": {"reports/history.csv": ["eval_success", "train_pre_success", "train_post_success"]},
+                "y_label": "success rate",
+            }
+        },
+        {
+            "reflections and memory": {
+                "x": "epoch",
+                "y": {"reports/history.csv": ["reflections", "reflections_with_note", "memory_adopted"]},
+            }
+        },
+        {"KL to the initial policy": {"x": "epoch", "y": {"reports/history.csv": ["eval_kl"]}}},
+        {"update": {"x": "epoch", "y": {"reports/history.csv": ["update_loss"]}}},
+    ]
+    return {"stages": stages, "plots": plots}
+
+
+def render(p: Params) -> str:
+    """dvc.yaml's text for params ``p``."""
+    return HEADER.format(shape=shape(p)) + yaml.safe_dump(build(p), sort_keys=False, width=120)
+
+
+def generated_for(text: str) -> str | None:
+    """The params shape a dvc.yaml's header names (None when it has no such header)."""
+    first = text.split("\n", 1)[0]
+    head, _, rest = first.partition(" for ")
+    return rest.rsplit("; do not edit", 1)[0] if rest and head.startswith("# Generated") else None

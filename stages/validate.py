@@ -1,0 +1,42 @@
+"""validate: check params.yaml, and that dvc.yaml was generated from it, before any other stage runs. Every
+stage depends on this stage's output, so `dvc repro` runs it first whenever params.yaml changes, and a bad
+value (or a graph change such as a new train.epochs) stops the run with a one-line error before DVC has removed
+any stage's outputs. Its output never changes, so a valid edit reruns only the stages that read what changed.
+
+  python -m stages.validate
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pipeline import graph, stagekit
+from pipeline.artifacts import write_text
+
+KEYS: tuple[str, ...] = ()  # the stage depends on the whole of params.yaml as a file
+
+
+def main(argv=None) -> None:
+    ctx = stagekit.parse("validate", __doc__, needs_epoch=False, argv=argv)
+    with stagekit.stage_errors("validate"):
+        dvc_yaml = Path("dvc.yaml")
+        want = graph.shape(ctx.params)
+        if dvc_yaml.exists() and dvc_yaml.read_text() != graph.render(ctx.params):
+            have = graph.generated_for(dvc_yaml.read_text())
+            why = (
+                f"it was generated for {have}; params.yaml now gives {want}"
+                if have and have != want
+                else "its stages differ from what params.yaml and the code give"
+            )
+            print(
+                f"error: dvc.yaml is out of step with params.yaml ({why}). Run `erl dvc-yaml` and then `dvc repro`, "
+                f"or for an experiment `erl exp run -S key=value`, which does both.",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        write_text("params.yaml and dvc.yaml were checked by stages/validate.py\n", ctx.root / graph.VALIDATED.name)
+
+
+if __name__ == "__main__":
+    stagekit.script(main, "validate")
