@@ -1,4 +1,4 @@
-"""Advantages: GRPO within groups and RAFT for distilled samples (method page, section 2). No torch."""
+"""Advantages: GRPO within groups and RAFT for distilled samples (docs/method.md, section 2). No torch."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """One round of Experiential Reinforcement Learning (experience -> reflection -> consolidation), top to bottom.
 
-The method (arXiv 2602.13949; restated in reports/results.md and the README): the policy attempts a task; if it
+The method (arXiv 2602.13949; restated in docs/method.md): the policy attempts a task; if it
 failed, the same policy reflects on the attempt and writes a revised system prompt; a second attempt runs under
 that reflection; successful second attempts become memory and are distilled back under the plain prompt, so
 the gain stays at deployment with no extra inference cost. RLVR is the same round with the first attempts only.
@@ -164,10 +164,10 @@ def reflections(p: Params, epoch: int, feedback_rows: list[dict], memory_rows: l
     rows = []
     for f, prompt_ids, g, seed in zip(failed, ids, gens, seeds):
         raw = tok.decode(g.token_ids, skip_special_tokens=True)
-        text, has_tag = parse_reflection(raw)  # no tag: the whole text (reference-code difference 6)
+        text, has_tag = parse_reflection(raw)  # no tag: the whole text (docs/method.md 5.3)
         text_ids = tok.encode(text, add_special_tokens=False)
         truncated = len(text_ids) > p.reflect.max_reflection_tokens
-        if truncated:  # truncate rather than drop the episode (reference-code difference 7)
+        if truncated:  # truncate rather than drop the episode (docs/method.md 5.4)
             text = tok.decode(text_ids[: p.reflect.max_reflection_tokens], skip_special_tokens=True)
         rows.append(
             {
@@ -344,7 +344,7 @@ def training_samples(p: Params, epoch: int, attempts, feedback_rows, reflection_
             )
     retry_of = {r["rollout_id"]: r for r in retry_rows}
     if c.train_reflection and reflection_rows:
-        # Each reflection is counted once (reference-code difference 4: it adds the reflection twice).
+        # Each reflection is counted once (docs/method.md 5.2).
         rewards = [retry_of[r["rollout_id"]]["reward"] for r in reflection_rows]
         stats = grpo([r["task_id"] for r in reflection_rows], rewards)
         for r, rew, (_, _, _, adv) in zip(reflection_rows, rewards, stats):
@@ -406,8 +406,8 @@ def training_samples(p: Params, epoch: int, attempts, feedback_rows, reflection_
 
 def next_memory(p: Params, epoch: int, memory_rows, reflection_rows, retry_rows) -> list[dict]:
     """The memory after this round: the previous versions plus each reflection whose second attempt succeeded
-    (r2 >= tau; the paper's r2 > tau never holds for rewards <= 1: reference-code difference 1). The memory is
-    read by later reflections, never by a first attempt. Nothing is stored in the no-memory ablation."""
+    (r2 >= tau, docs/method.md 5.1). The memory is read by later reflections, never by a first attempt. Nothing
+    is stored in the no-memory ablation."""
     if p.ablation.no_memory or not reflection_rows:
         return [dict(r) for r in memory_rows]
     text = {r["reflection_id"]: r["reflection"] for r in reflection_rows}

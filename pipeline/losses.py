@@ -1,4 +1,4 @@
-"""The one loss every sample kind is trained with (method page, section 2): per-token PPO clip with an
+"""The one loss every sample kind is trained with (docs/method.md, section 2): per-token PPO clip with an
 asymmetric range and dual clip, plus the low-variance k3 KL to the frozen epoch-0 policy."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Every prompt template in one place, per environment (``prompt_set(policy.prompts, env.name)``). ``tiny`` is
-the short set the embedded default is warm-started on; ``paper`` follows the method page's wording for real
-instruction-tuned models. The prompts name only the reply format, never the rules of the game."""
+the short set the embedded default is warm-started on; ``paper`` is for real instruction-tuned models. The
+prompts name only the reply format, never the rules of the game."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from pipeline.envs import make_env
 from pipeline.envs.base import Task
 from pipeline.envs.frozenlake import FrozenLake, map_key, parse_action, solve, solve_path
 
-# The plain board of the method page (no padding, no restated lines); tests name what they change.
+# The plain board of docs/method.md (no padding, no restated lines); tests name what they change.
 PLAIN = dict(
     min_size=2,
     max_size=9,

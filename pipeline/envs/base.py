@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-# The action is the content of the LAST ```...``` block of a reply (method page, turn protocol).
+# The action is the content of the LAST ```...``` block of a reply (docs/method.md, section 3).
 _BLOCK = re.compile(r"```(.*?)```", re.DOTALL)
 
 

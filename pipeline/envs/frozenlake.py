@@ -1,4 +1,4 @@
-"""FrozenLake (deterministic, not slippery) with abstract symbols, per the method page, section 3.
+"""FrozenLake (deterministic, not slippery) with abstract symbols, per docs/method.md, section 3.
 
 Pure standard library: no torch, no numpy. Everything is deterministic given (seed, split).
 

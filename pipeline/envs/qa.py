@@ -1,4 +1,4 @@
-"""Tool-use question answering (the paper's HotpotQA setting, method page section 3): the policy answers a
+"""Tool-use question answering (the paper's HotpotQA setting, docs/method.md section 3): the policy answers a
 multi-hop question within ``budget`` turns, calling a local search tool (top-``top_k`` passages, SQLite FTS5
 ranked by bm25) and giving its final answer in \\boxed{}.
 

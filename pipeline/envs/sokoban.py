@@ -1,4 +1,4 @@
-"""Sokoban with abstract symbols, per the method page, section 3.
+"""Sokoban with abstract symbols, per docs/method.md, section 3.
 
 Pure standard library: no torch, no numpy. Everything is deterministic given (seed, split).
 
