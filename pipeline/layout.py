@@ -46,6 +46,16 @@ def policy_dir(epoch: int, root: Path = ARTIFACTS) -> Path:
     return epoch_dir(epoch, root) / "policy"
 
 
+def state_dir(epoch: int, root: Path = ARTIFACTS) -> Path:
+    """What the update after ``epoch`` continues from: AdamW moments and fp32 master weights (pipeline/checkpoint.py)."""
+    return epoch_dir(epoch, root) / "train_state"
+
+
+def checkpoint_path(epoch: int, root: Path = ARTIFACTS) -> Path:
+    """The manifest of an epoch's checkpoint (sha256 of every file): what later stages depend on in dvc.yaml."""
+    return epoch_dir(epoch, root) / "checkpoint.json"
+
+
 def qa_index_path(root: Path = ARTIFACTS) -> Path:
     """The QA environment's search index (SQLite FTS5), built by init when ``env.name`` is ``qa``."""
     return epoch_dir(0, root) / "qa_index.sqlite"

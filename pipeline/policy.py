@@ -4,7 +4,6 @@ with nothing to generate (no failed attempt to reflect on) never pays for it."""
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 from pathlib import Path
 
@@ -17,16 +16,22 @@ class Policy:
 
     @cached_property
     def _loaded(self):
-        import torch
-
-        from pipeline.engine import HFEngine, load_causal_lm, stop_ids_of
+        from pipeline import checkpoint
+        from pipeline.engine import HFEngine, configure_threads, load_causal_lm, stop_ids_of
 
         p = self.params
-        torch.set_num_threads(int(os.environ.get("ERL_THREADS", torch.get_num_threads())))
+        configure_threads()
+        checkpoint.verify(self.path.parent, (checkpoint.POLICY,))
         if p.policy.engine == "vllm":
             from pipeline.vllm_engine import VLLMEngine
 
-            engine = VLLMEngine(str(self.path), dtype=p.policy.dtype, seed=p.seed)
+            engine = VLLMEngine(
+                str(self.path),
+                p.policy.dtype,
+                p.seed,
+                p.policy.vllm.max_model_len,
+                p.policy.vllm.gpu_memory_utilization,
+            )
             return engine, engine.tokenizer
         model, tok = load_causal_lm(str(self.path), p.policy.dtype)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0

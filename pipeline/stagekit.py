@@ -20,7 +20,9 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 from pipeline import codedeps, layout  # noqa: E402
 from pipeline.artifacts import SchemaError  # noqa: E402
+from pipeline.checkpoint import CheckpointError  # noqa: E402
 from pipeline.config import Params, ParamsError, load_or_exit  # noqa: E402
+from pipeline.gpumem import DoesNotFit  # noqa: E402
 from pipeline.lineage import stage_lineage  # noqa: E402
 
 log = logging.getLogger("erl")
@@ -116,7 +118,7 @@ def stage_errors(ctx_name: str):
     t0 = time.perf_counter()
     try:
         yield
-    except (FileNotFoundError, SchemaError, ParamsError) as exc:
+    except (FileNotFoundError, SchemaError, ParamsError, CheckpointError, DoesNotFit) as exc:
         print(f"error: {ctx_name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     work = time.perf_counter() - t0

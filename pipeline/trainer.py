@@ -65,18 +65,20 @@ def _chunks(segs: list[Segment], max_tokens: int):
         yield chunk
 
 
-def _logprobs(model, segs, pad_id, device):
+def _logprobs(model, segs, pad_id, device, chunk: int = 0):
     ids, mask = _batch(segs, pad_id, device)
-    return token_logprobs(model, ids), mask
+    return token_logprobs(model, ids, chunk), mask
 
 
 @torch.no_grad()
-def segment_logprobs(model, segs: list[Segment], pad_id: int, device, max_tokens: int) -> dict[int, torch.Tensor]:
+def segment_logprobs(
+    model, segs: list[Segment], pad_id: int, device, max_tokens: int, chunk: int = 0
+) -> dict[int, torch.Tensor]:
     """Response-token log-probs of every segment (keyed by id(segment)), computed without gradients."""
     out = {}
-    for chunk in _chunks(segs, max_tokens):
-        lp, mask = _logprobs(model, chunk, pad_id, device)
-        for r, s in enumerate(chunk):
+    for batch in _chunks(segs, max_tokens):
+        lp, mask = _logprobs(model, batch, pad_id, device, chunk)
+        for r, s in enumerate(batch):
             out[id(s)] = lp[r, s.start - 1 : len(s.ids) - 1].detach()
     return out
 
@@ -100,11 +102,12 @@ def train_epoch(
     by_sample: dict[int, list[Segment]] = {}
     for s in segs:
         by_sample.setdefault(s.sample, []).append(s)
-    plain = accelerator.unwrap_model(model)  # forward-only passes: no DDP wrapper, no collectives
-    plain.eval()  # old log-probs: recomputed just before the update, with the policy as it is now
-    old = segment_logprobs(plain, segs, pad_id, device, u.micro_batch_tokens)
+    # Old log-probs: recomputed just before the update, with the policy as it is now, through the model as it is
+    # wrapped (DDP's forward without gradients needs no collective: buffers are not broadcast).
+    model.eval()
+    old = segment_logprobs(model, segs, pad_id, device, u.micro_batch_tokens, u.logprob_chunk)
     kl_on = u.kl_coef > 0 or bool(u.kl_coef_reflection)
-    ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens) if kl_on else None
+    ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens, u.logprob_chunk) if kl_on else None
     model.train()
     rng = random.Random(seed)
     sample_rows, step_rows, step = [], [], 0
@@ -144,7 +147,7 @@ def train_epoch(
             for ci, chunk in enumerate(chunks):
                 sync = contextlib.nullcontext() if ci == len(chunks) - 1 else accelerator.no_sync(model)
                 with sync:
-                    lp, mask = _logprobs(model, chunk, pad_id, device)
+                    lp, mask = _logprobs(model, chunk, pad_id, device, u.logprob_chunk)
                     old_lp = torch.zeros_like(lp)
                     ref_lp = torch.zeros_like(lp)
                     adv = torch.zeros(len(chunk), 1, device=device)

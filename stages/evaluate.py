@@ -26,19 +26,27 @@ def main(argv=None) -> None:
     ctx = stagekit.parse("evaluate", __doc__, argv=argv, min_epoch=0)
     with stagekit.stage_errors("evaluate"):
         p, e = ctx.params, ctx.epoch
-        policy = Policy(p, ctx.policy(e))
-        rows, replies = erl.evaluate(p, e, read_rows("tasks", ctx.tasks_test), policy, make_env(p.env, ctx.root))
-        inputs = [ctx.policy(e), ctx.tasks_test]
-        metrics = {"epoch": e, **eval_metrics(rows)}
+        rows, inputs, metrics = [], [], {"epoch": e, "eval_kl": None}
+        if p.evaluated(e):  # held-out rollouts every evaluate.every epochs; training metrics every epoch
+            policy = Policy(p, ctx.policy(e))
+            rows, replies = erl.evaluate(p, e, read_rows("tasks", ctx.tasks_test), policy, make_env(p.env, ctx.root))
+            inputs = [ctx.policy(e), ctx.tasks_test]
+            if e > 0:
+                metrics["eval_kl"] = erl.kl_to_initial(p, policy, ctx.policy(0), replies)
+                inputs.append(ctx.policy(0))
+        metrics.update(eval_metrics(rows))
         if e > 0:
-            metrics["eval_kl"] = erl.kl_to_initial(p, policy, ctx.policy(0), replies)
-            inputs.append(ctx.policy(0))
             tables = {n: read_rows(n, ctx.path(n)) for n in TRAIN_TABLES}
             inputs += [ctx.path(n) for n in TRAIN_TABLES]
             metrics.update(train_metrics(**tables, epoch=e))
-        write_table("eval", rows, ctx.path("eval"), ctx.lineage(inputs, KEYS, policy=ctx.policy(e)))
+        if e == 0:
+            metrics.pop("eval_kl")
+        write_table("eval", rows, ctx.path("eval"), ctx.lineage(inputs, KEYS, policy=ctx.policy(e) if rows else None))
         write_json(metrics, ctx.dir() / "metrics.json")
-        log.info("held-out success %.3f over %d episodes", metrics["eval_success"], len(rows))
+        if rows:
+            log.info("held-out success %.3f over %d episodes", metrics["eval_success"], len(rows))
+        else:
+            log.info("no held-out evaluation this epoch (evaluate.every: %d)", p.evaluate.every)
 
 
 if __name__ == "__main__":

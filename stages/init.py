@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 
-from pipeline import erl, stagekit
-from pipeline.artifacts import sha256_dir, write_json, write_table
+from pipeline import checkpoint, erl, stagekit
+from pipeline.artifacts import write_json, write_table
 from pipeline.envs import make_env
 
 log = logging.getLogger("erl")
@@ -22,7 +22,7 @@ KEYS = ("seed", "env", "policy")
 
 
 def initial_policy(p, env, train, out) -> dict:
-    """The tiny embedded default built for ``env``, or a copy of the named model as an HF directory."""
+    """The tiny embedded default built for ``env``, or policy.model imported as an ordinary HF directory."""
     import torch
 
     torch.manual_seed(p.seed)
@@ -30,12 +30,33 @@ def initial_policy(p, env, train, out) -> dict:
         from pipeline.tiny.model import build
 
         return build(p, env, train, out)
-    from pipeline.checkpoint import save_policy
-    from pipeline.engine import load_causal_lm
+    from pipeline.checkpoint import import_model
 
-    model, tok = load_causal_lm(p.policy.model, p.policy.dtype, device="cpu")
-    save_policy(model, tok, out)
-    return {"model": p.policy.model, "warmstart": []}
+    info = import_model(p.policy.model, out, p.policy.dtype, p.policy.max_shard_size)
+    check_update_memory(p, info["config"])
+    return info
+
+
+def check_update_memory(p, config: dict) -> None:
+    """Refuse, before the run starts, an update that cannot fit the GPU it would run on (numbers in the
+    message); on a machine without one, log the estimate."""
+    import torch
+
+    from pipeline import gpumem
+
+    est = gpumem.for_params(p, config)
+    if not torch.cuda.is_available():
+        log.info("update memory estimate per device:\n%s", gpumem.describe(est))
+        return
+    device = torch.cuda.get_device_properties(0).total_memory
+    if not gpumem.fits(est, device):
+        raise gpumem.DoesNotFit(
+            f"the update of {p.policy.model} would need about {est['total'] / gpumem.GiB:.0f} GiB per GPU, more "
+            f"than the {device / gpumem.GiB:.0f} GiB of {torch.cuda.get_device_name(0)}; lower "
+            f"update.micro_batch_tokens or update.logprob_chunk, turn on update.gradient_checkpointing, or use more "
+            f"GPUs with FSDP:\n{gpumem.describe(est, device)}"
+        )
+    log.info("update memory estimate per GPU (fits):\n%s", gpumem.describe(est, device))
 
 
 def main(argv=None) -> None:
@@ -52,7 +73,7 @@ def main(argv=None) -> None:
         write_table("tasks", erl.task_rows(env, test), ctx.tasks_test, lineage)
         write_table("memory", [], ctx.path("memory", 0), lineage)
         info = initial_policy(p, env, train, ctx.policy(0))
-        info["policy_sha256"] = sha256_dir(ctx.policy(0))
+        info["policy_sha256"] = checkpoint.write_manifest(ctx.dir(0))["policy_sha256"]
         write_json(info, ctx.dir(0) / "init.json")
 
 

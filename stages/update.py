@@ -24,7 +24,7 @@ KEYS = ("seed", "env", "policy", "update")
 def main(argv=None) -> None:
     ctx = stagekit.parse("update", __doc__, argv=argv)
     with stagekit.stage_errors("update"):
-        from pipeline.checkpoint import save_update
+        from pipeline import checkpoint
 
         p, e = ctx.params, ctx.epoch
         parent, out = ctx.policy(e - 1), ctx.policy(e)
@@ -33,9 +33,9 @@ def main(argv=None) -> None:
         up = erl.update(
             p, e, read_rows("samples", ctx.path("samples")), parent, ctx.policy(0), tasks, make_env(p.env, ctx.root)
         )
+        checkpoint.save_update(up, ctx.dir(), p.policy.dtype, p.policy.max_shard_size, p.update.carry_optimizer_state)
         if not up.accelerator.is_main_process:
             return
-        save_update(up, out)
         sha, parent_sha = sha256_dir(out), sha256_dir(parent)
         extra = {"update_id": f"e{e}", "epoch": e, "checkpoint_sha256": sha, "parent_sha256": parent_sha}
         inputs = [parent, ctx.policy(0), ctx.path("samples")] + ([ctx.tasks_train] if replay else [])
@@ -43,6 +43,8 @@ def main(argv=None) -> None:
         lineage["checkpoint_sha256"] = sha
         write_table("updates", [{**r, **extra} for r in up.sample_rows], ctx.path("updates"), lineage)
         write_table("steps", [{**r, **extra} for r in up.step_rows], ctx.path("steps"), lineage)
+        for gone in checkpoint.retire(ctx.root, p, e):
+            log.info("checkpoint retention: removed %s (its sha256 stays in checkpoint.json)", gone)
         last = up.step_rows[-1] if up.step_rows else {}
         log.info(
             "%d samples, %d optimizer steps, last loss %.4f, kl %.3g; checkpoint %s",

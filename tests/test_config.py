@@ -50,9 +50,12 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
 @pytest.mark.parametrize("preset", sorted(p.name for p in ROOT.glob("params*.yaml")))
 def test_every_preset_is_complete_and_valid(preset):
     """A preset is copied over params.yaml; DVC tracks only the keys the file holds, so it holds them all."""
+    from pipeline import graph
+
     raw = yaml.safe_load((ROOT / preset).read_text())
     assert _keys(raw) == _keys(Params().model_dump(mode="json")), preset
-    load_params(ROOT / preset)
+    stages = yaml.safe_load(graph.render(load_params(ROOT / preset)))["stages"]
+    assert "validate" in stages and "report" in stages
 
 
 def test_empty_file_gives_defaults(tmp_path):

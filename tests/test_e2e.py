@@ -92,6 +92,9 @@ def test_checkpoint_reloads_and_policy_changed(erl_run):
     diff = sum(float((a - b).detach().abs().sum()) for a, b in zip(m0.parameters(), m2.parameters()))
     assert diff > 0
     assert not list((repo / layout.policy_dir(2)).glob("*.bin"))
+    for e in (0, 1, 2):  # what vLLM globs in a policy directory: model weights only
+        assert [p.name for p in (repo / layout.policy_dir(e)).glob("*.safetensors")] == ["model.safetensors"]
+    assert (repo / layout.state_dir(2) / "optimizer.safetensors").is_file()
     m = json.loads((repo / layout.metrics_path(2)).read_text())
     assert m["update_kl"] is not None and m["update_kl"] >= 0 and m["reflections"] > 0
     assert torch.isfinite(torch.tensor(m["update_loss"]))
@@ -349,3 +352,27 @@ def test_an_experiment_that_changes_the_graph(erl_run, tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "python -m stages.epochs --first 1 --last 1" in (copy / "dvc.yaml").read_text()
     assert json.loads((copy / "reports" / "metrics.json").read_text())["epoch"] == 1
+
+
+def test_checkpoint_retention_keeps_every_kth_and_repro_stays_a_no_op(tmp_path):
+    """update.keep_every 2 over 4 epochs (2 per stage, evaluation every 2): the checkpoints of epochs 2 and 4 are
+    DVC outputs, epoch 1's is deleted once epoch 3 is saved, its sha256 kept in its manifest and the lineage; a
+    second `dvc repro` does nothing and `erl audit verify` passes."""
+    repo = make_project(
+        tmp_path,
+        {"train": {"epochs": 4, "epochs_per_stage": 2}, "update": {"keep_every": 2}, "evaluate": {"every": 2}},
+    )
+    res = dvc(repo, "repro", check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert not (repo / layout.policy_dir(1)).exists() and not (repo / layout.state_dir(1)).exists()
+    for e in (2, 4):
+        assert (repo / layout.policy_dir(e) / "model.safetensors").is_file()
+    manifest = json.loads((repo / layout.checkpoint_path(1)).read_text())
+    steps = read_table("steps", repo / layout.epoch_dir(1) / "steps.parquet").to_pandas()
+    assert set(steps.checkpoint_sha256) == {manifest["policy_sha256"]}
+    assert json.loads((repo / layout.metrics_path(1)).read_text())["eval_success"] is None  # not evaluated
+    assert json.loads((repo / layout.metrics_path(2)).read_text())["eval_success"] is not None
+    again = dvc(repo, "repro")
+    assert "Running stage" not in again.stdout
+    res = audit(repo, "verify")
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -26,9 +26,11 @@ def test_committed_dvc_yaml_is_current():
     )
 
 
-def _params(epochs: int, per_stage: int = 0, **train) -> Params:
+def _params(epochs: int, per_stage: int = 0, **sections) -> Params:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"].update(epochs=epochs, epochs_per_stage=per_stage, **train)
+    raw["train"].update(epochs=epochs, epochs_per_stage=per_stage)
+    for name, values in sections.items():
+        raw[name].update(values)
     return Params.model_validate(raw)
 
 
@@ -82,13 +84,36 @@ def test_every_params_entry_exists_in_params_yaml():
     assert not missing, f"params.yaml lacks keys that dvc.yaml stages declare: {missing}"
 
 
-def test_sample_depends_on_previous_policy():
+def test_sample_depends_on_previous_checkpoint():
     stages = _stages(3)
     for e in (1, 2, 3):
-        prev = layout.policy_dir(e - 1).as_posix()
-        assert prev in stages[f"sample_e{e}"]["deps"]
+        prev = layout.checkpoint_path(e - 1).as_posix()
+        assert prev in stages[f"sample_e{e}"]["deps"] and prev in stages[f"update_e{e}"]["deps"]
         assert layout.policy_dir(e).as_posix() in stages[f"update_e{e}"]["outs"]
+        assert layout.state_dir(e).as_posix() in stages[f"update_e{e}"]["outs"]
+        assert layout.checkpoint_path(e).as_posix() in stages[f"update_e{e}"]["outs"]
     assert layout.policy_dir(0).as_posix() in stages["init"]["outs"]
+
+
+def test_retention_evaluation_and_launcher_shape_the_graph():
+    stages = yaml.safe_load(
+        graph.render(
+            _params(
+                6,
+                update={"keep_every": 3, "launcher": "accelerate", "accelerate_config": "acc.yaml"},
+                evaluate={"every": 3},
+            )
+        )
+    )["stages"]
+    for e in range(1, 7):
+        outs = stages[f"update_e{e}"]["outs"]
+        kept = e in (3, 6)
+        assert (layout.policy_dir(e).as_posix() in outs) == kept and layout.checkpoint_path(e).as_posix() in outs
+        evaluated = layout.checkpoint_path(e).as_posix() in stages[f"evaluate_e{e}"]["deps"]
+        assert evaluated == kept  # evaluation reads a checkpoint only where it runs
+        assert stages[f"update_e{e}"]["cmd"] == f"accelerate launch --config_file acc.yaml -m stages.update --epoch {e}"
+    text = graph.render(_params(6, update={"keep_every": 3}, evaluate={"every": 3}))
+    assert "update.keep_every=3" in graph.generated_for(text) and "evaluate.every=3" in graph.generated_for(text)
 
 
 @pytest.mark.parametrize("per_stage", [0, 5])

@@ -9,7 +9,6 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from pipeline.checkpoint import load_optimizer, save_optimizer
 from pipeline.config import TinyParams, UpdateParams
 from pipeline.losses import token_logprobs
 from pipeline.tiny.model import build_model, build_tokenizer
@@ -85,22 +84,6 @@ def test_update_moves_logprobs_with_advantage_and_logs_rows(tiny):
     # first step: ratios are exactly 1 (old log-probs recomputed just before the update)
     first = [r for r in rows if r["step"] == 0]
     assert all(abs(r["ratio_mean"] - 1.0) < 1e-5 for r in first)
-
-
-def test_optimizer_state_roundtrip(tmp_path, tiny):
-    tok, model0 = tiny
-    model = copy.deepcopy(model0)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model(input_ids=torch.tensor([[1, 2, 3]]), labels=torch.tensor([[1, 2, 3]])).loss.backward()
-    opt.step()
-    save_optimizer(opt, tmp_path / "opt.safetensors")
-    opt2 = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    load_optimizer(opt2, tmp_path / "opt.safetensors")
-    a, b = opt.state_dict()["state"], opt2.state_dict()["state"]
-    assert a.keys() == b.keys()
-    for i in a:
-        for k in a[i]:
-            assert torch.equal(torch.as_tensor(a[i][k]), torch.as_tensor(b[i][k]))
 
 
 def test_reflection_kl_coefficient_applies_to_reflection_samples_only(tiny):

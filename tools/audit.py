@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline import layout
+from pipeline import checkpoint, layout
 from pipeline.artifacts import read_lineage, sha256_dir, sha256_path
 
 
@@ -189,6 +189,17 @@ def _declared_outs(dvc_yaml: Path) -> set[str] | None:
     return outs
 
 
+def _retired(path: Path, digest: str) -> bool:
+    """Whether ``path`` is a policy directory that checkpoint retention removed, recorded with this sha256."""
+    manifest = path.parent / checkpoint.MANIFEST
+    if path.name != checkpoint.POLICY or not manifest.is_file():
+        return False
+    try:
+        return json.loads(manifest.read_text()).get("policy_sha256") == digest
+    except ValueError:
+        return False
+
+
 def verify(root: Path, lock: Path | None) -> list[dict]:
     """Every mismatch between an artifact on disk and what was recorded about it. Empty list = all good."""
     problems: list[dict] = []
@@ -204,6 +215,8 @@ def verify(root: Path, lock: Path | None) -> list[dict]:
             continue
         for path, digest in meta.get("inputs", {}).items():
             p = base / path
+            if not p.exists() and _retired(p, digest):
+                continue  # a checkpoint deleted by retention (update.keep_every): its manifest vouches for it
             if not p.exists():
                 problems.append({"file": path, "problem": f"missing (an input of {f})"})
             elif sha256_path(p) != digest:
@@ -212,6 +225,12 @@ def verify(root: Path, lock: Path | None) -> list[dict]:
             ck = layout.policy_dir(meta["epoch"], root)
             if ck.exists() and sha256_dir(ck) != meta["checkpoint_sha256"]:
                 problems.append({"file": str(ck), "problem": f"checkpoint sha256 differs from {f}"})
+    for manifest in sorted(root.glob("*/" + checkpoint.MANIFEST)):
+        try:
+            checkpoint.verify(manifest.parent)
+        except checkpoint.CheckpointError as exc:
+            if "deleted by checkpoint retention" not in str(exc):
+                problems.append({"file": str(manifest.parent), "problem": str(exc)})
     if lock is not None and lock.exists():
         import yaml
 

@@ -20,10 +20,11 @@ def _files(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
 
 
-def _same_table(a: Path, b: Path) -> str | None:
+def _same_table(a: Path, b: Path, ignore: tuple[str, ...] = ()) -> str | None:
     import pyarrow.parquet as pq
 
     ta, tb = pq.read_table(a), pq.read_table(b)
+    ta, tb = (t.drop([c for c in ignore if c in t.column_names]) for t in (ta, tb))
     if ta.schema.remove_metadata() != tb.schema.remove_metadata():
         return "schemas differ"
     if ta.num_rows != tb.num_rows:
@@ -42,14 +43,16 @@ def _same_json(a: Path, b: Path, ignore: tuple[str, ...]) -> str | None:
     return None if ja == jb else "values differ"
 
 
-def diff(a: Path, b: Path, ignore_json: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+def diff(
+    a: Path, b: Path, ignore_json: tuple[str, ...] = (), ignore_columns: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
     """(relative path, what differs) for every file that is not the same in both trees."""
     fa, fb = _files(a), _files(b)
     out = [(f, f"only in {a}") for f in sorted(fa - fb)] + [(f, f"only in {b}") for f in sorted(fb - fa)]
     for f in sorted(fa & fb):
         pa, pb = a / f, b / f
         if f.endswith(".parquet"):
-            why = _same_table(pa, pb)
+            why = _same_table(pa, pb, ignore_columns)
         elif f.endswith(".json"):
             why = _same_json(pa, pb, ignore_json)
         else:
@@ -78,16 +81,24 @@ def main(argv=None) -> int:
         default=["warmstart_seconds"],
         help="JSON keys to leave out (default: the warm start's seconds)",
     )
+    ap.add_argument(
+        "--ignore-columns",
+        nargs="*",
+        default=[],
+        metavar="COLUMN",
+        help="table columns to leave out (e.g. checkpoint_sha256 parent_sha256 when only the checkpoint "
+        "layout changed)",
+    )
     args = ap.parse_args(argv)
     for root in (args.run_a, args.run_b, *(args.reports or ())):
         if not root.is_dir():
             print(f"error: {root}: not a directory", file=sys.stderr)
             return 2
-    diffs = diff(args.run_a, args.run_b, tuple(args.ignore))
+    diffs = diff(args.run_a, args.run_b, tuple(args.ignore), tuple(args.ignore_columns))
     n = len(_files(args.run_a) | _files(args.run_b))
     if args.reports:
         ra, rb = args.reports
-        diffs += [(f"reports: {f}", why) for f, why in diff(ra, rb, tuple(args.ignore))]
+        diffs += [(f"reports: {f}", why) for f, why in diff(ra, rb, tuple(args.ignore), tuple(args.ignore_columns))]
         n += len(_files(ra) | _files(rb))
     for f, why in diffs:
         print(f"differs: {f}: {why}")

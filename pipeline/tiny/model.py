@@ -120,7 +120,7 @@ def build(p: Params, env, train_tasks, out: Path) -> dict:
     examples += warmstart.reading_examples(env, train_tasks, n_reading, p.seed, kinds)
     t0 = time.perf_counter()
     curve = warm_start(model, tok, examples, tp, p.seed)
-    checkpoint.save_policy(model, tok, out)
+    checkpoint.save_policy(model, tok, out, max_shard_size=p.policy.max_shard_size)
     return {
         "model": "tiny",
         "vocab": len(tok),
