@@ -74,6 +74,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("task_id", _str),
             ("epoch", pa.int32()),
             ("memory_version", pa.int32()),  # the memory version the reflector read; 0 = none
+            ("memory_slot", pa.int32()),  # the memory slot it read, and that its successful retry overwrites
             ("memory_text", _str),
             ("prompt_ids", pa.list_(pa.int32())),
             ("response_ids", pa.list_(pa.int32())),
@@ -121,8 +122,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "memory": pa.schema(
         [
             ("version", pa.int32()),
-            ("parent_version", pa.int32()),
+            ("parent_version", pa.int32()),  # the slot's newest version before this one; 0 = none
             ("epoch", pa.int32()),
+            ("slot", pa.int32()),  # reflect.memory_slots: which memory this version belongs to
             ("reflection_id", _str),  # the reflection whose successful retry created this version
             ("retry_id", _str),
             ("text", _str),
@@ -214,6 +216,38 @@ def _atomic(path: Path):
     return Path(tmp)
 
 
+def _commit(tmp: Path, path: Path) -> None:
+    """Make the finished temporary file durable, then rename it over ``path`` (and make the rename durable): a
+    crash leaves the old file or the new one, never a torn one."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    fault_point("write")
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fault_point(kind: str) -> None:
+    """A place where the fault-injection harness (tools/faults.py) may kill this process: when ERL_FAULT is
+    ``<kind>:<n>``, the n-th time the process passes this kind of point it dies with SIGKILL, as a power cut or
+    an OOM kill would take it. Does nothing otherwise."""
+    spec = os.environ.get("ERL_FAULT")
+    if not spec or not spec.startswith(kind + ":"):
+        return
+    global _FAULT_COUNT
+    _FAULT_COUNT += 1
+    if _FAULT_COUNT == int(spec.split(":", 1)[1]):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_FAULT_COUNT = 0
+
+
 def write_table(name: str, rows: Iterable[dict[str, Any]] | pa.Table, path: str | Path, lineage: dict) -> Path:
     """Write rows under the named schema (unknown or missing columns are an error), atomically."""
     schema = SCHEMAS[name]
@@ -239,7 +273,7 @@ def write_table(name: str, rows: Iterable[dict[str, Any]] | pa.Table, path: str 
     tmp = _atomic(path)
     try:
         pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
+        _commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -250,7 +284,7 @@ def write_text(text: str, path: str | Path) -> Path:
     tmp = _atomic(path)
     try:
         tmp.write_text(text)
-        os.replace(tmp, path)
+        _commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.artifacts import sha256_file
+from pipeline.artifacts import fault_point, sha256_file
 
 POLICY, STATE, MANIFEST = "policy", "train_state", "checkpoint.json"
 OPTIMIZER_FILE, MASTER_FILE = "optimizer.safetensors", "master.safetensors"
@@ -41,10 +41,20 @@ def _fsync_tree(root: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def replace_dir(tmp: Path, target: Path) -> None:
     """Move the finished directory ``tmp`` to ``target`` (replacing an older one) so that a kill at any moment
     leaves either the old or the new directory at ``target``."""
+    mask = _umask()  # mkdtemp and some writers make private files: give them the modes of ordinary ones
+    for path in [tmp, *tmp.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
     _fsync_tree(tmp)
+    fault_point("checkpoint")
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")

@@ -35,8 +35,8 @@ from pipeline.advantages import grpo, raft
 from pipeline.config import Params
 from pipeline.envs import Env, budget_of
 from pipeline.episodes import episode_columns, outcome, task_from_row, trace_from_row
-from pipeline.memory import adopt, latest
-from pipeline.prompts import parse_reflection, prompt_set, reflector_messages, retry_system
+from pipeline.memory import adopt, latest, slot_of
+from pipeline.prompts import batch_line, parse_reflection, prompt_set, reflector_messages, retry_system
 from pipeline.seeding import derive_seed
 
 # ---- 0. task sets ----------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def feedback(p: Params, epoch: int, attempts: list[dict], env: Env) -> list[dict
     """The verifier: reward r1 and success (r1 >= tau), the environment's feedback text, the attempt summary the
     reflector will read, and the GRPO statistics of each task's group of rollouts."""
     budget = budget_of(p.env)
-    compact = prompt_set(p.policy.prompts, p.env.name).compact_summary
+    prompts = prompt_set(p.policy.prompts, p.env.name)
     rows = []
     for a in attempts:
         trace = trace_from_row(a, budget)
@@ -129,7 +129,9 @@ def feedback(p: Params, epoch: int, attempts: list[dict], env: Env) -> list[dict
                 "success": r >= p.consolidate.tau,
                 "outcome": outcome(trace),
                 "feedback": env.feedback(trace),
-                "summary": env.summary(trace, a["initial_observation"], compact),
+                "summary": env.summary(
+                    trace, a["initial_observation"], prompts.compact_summary, prompts.annotated_summary
+                ),
                 "note": env.reflection_note(trace) if hasattr(env, "reflection_note") else None,
             }
         )
@@ -147,22 +149,24 @@ def reflections(p: Params, epoch: int, feedback_rows: list[dict], memory_rows: l
     instance-specific shortcuts). The same policy, under the reflector prompt u, reads the attempt summary and
     feedback plus the latest memory, and writes a revised system prompt inside <prompt>...</prompt>. RLVR and
     the no-reflection ablation reflect on nothing."""
+    slots = {f["rollout_id"]: slot_of(i, p.reflect.memory_slots) for i, f in enumerate(feedback_rows)}
     failed = [f for f in feedback_rows if f["reward"] < p.consolidate.tau] if p.reflects else []
     if not failed:
         return []
     from pipeline.rollout import encode_chat
 
     prompts = prompt_set(p.policy.prompts, p.env.name)
-    version, mem_text = (0, None) if p.ablation.no_memory else latest(memory_rows)
+    batch = batch_line(feedback_rows)
     tok = policy.tokenizer
+    read = [(0, None) if p.ablation.no_memory else latest(memory_rows, slots[f["rollout_id"]]) for f in failed]
     ids = [
-        encode_chat(tok, reflector_messages(prompts, f["summary"], mem_text), p.policy.max_prompt_tokens)
-        for f in failed
+        encode_chat(tok, reflector_messages(prompts, f["summary"], mem_text, batch), p.policy.max_prompt_tokens)
+        for f, (_, mem_text) in zip(failed, read)
     ]
     seeds = [derive_seed(p.seed, epoch, "reflect", f["rollout_id"]) for f in failed]
     gens = policy.engine.generate(ids, p.reflect.sampling, seeds)
     rows = []
-    for f, prompt_ids, g, seed in zip(failed, ids, gens, seeds):
+    for f, (version, mem_text), prompt_ids, g, seed in zip(failed, read, ids, gens, seeds):
         raw = tok.decode(g.token_ids, skip_special_tokens=True)
         text, has_tag = parse_reflection(raw)  # no tag: the whole text (docs/method.md 5.3)
         text_ids = tok.encode(text, add_special_tokens=False)
@@ -176,6 +180,7 @@ def reflections(p: Params, epoch: int, feedback_rows: list[dict], memory_rows: l
                 "task_id": f["task_id"],
                 "epoch": epoch,
                 "memory_version": version,
+                "memory_slot": slots[f["rollout_id"]],
                 "memory_text": mem_text,
                 "prompt_ids": prompt_ids,
                 "response_ids": g.token_ids,
@@ -192,6 +197,12 @@ def reflections(p: Params, epoch: int, feedback_rows: list[dict], memory_rows: l
 # ---- 4. second attempt -----------------------------------------------------------------------------------
 
 
+def _context(prompts, f: dict, batch: str) -> str:
+    """The whole reflection context of a failed attempt (no memory), which the no-reflection ablation's second
+    attempt reads in place of a reflection (the paper prompts; the tiny ones use the bare summary)."""
+    return prompts.reflector_user.format(summary=f["summary"], memory=prompts.no_memory, batch=batch)
+
+
 def retry_plan(p: Params, feedback_rows: list[dict], reflection_rows: list[dict]) -> list[tuple[dict, str | None, str]]:
     """(failed feedback row, reflection_id or None, system prompt) per second attempt: the reflection replaces
     s0 (the format reminder re-appended); in the no-reflection ablation, s0 + a generic instruction + the raw
@@ -199,9 +210,10 @@ def retry_plan(p: Params, feedback_rows: list[dict], reflection_rows: list[dict]
     if not p.retries:
         return []
     prompts = prompt_set(p.policy.prompts, p.env.name)
+    batch = batch_line(feedback_rows)
     if p.ablation.no_reflection:
         return [
-            (f, None, prompts.no_reflection_system.format(summary=f["summary"]))
+            (f, None, prompts.no_reflection_system.format(summary=f["summary"], context=_context(prompts, f, batch)))
             for f in feedback_rows
             if f["reward"] < p.consolidate.tau
         ]
@@ -410,14 +422,19 @@ def next_memory(p: Params, epoch: int, memory_rows, reflection_rows, retry_rows)
     is stored in the no-memory ablation."""
     if p.ablation.no_memory or not reflection_rows:
         return [dict(r) for r in memory_rows]
-    text = {r["reflection_id"]: r["reflection"] for r in reflection_rows}
+    refl = {r["reflection_id"]: r for r in reflection_rows}
     wins = sorted(
         (r for r in retry_rows if r["reflection_id"] and r["reward"] >= p.consolidate.tau), key=lambda r: r["retry_id"]
     )
     return adopt(
         memory_rows,
         [
-            {"reflection_id": r["reflection_id"], "retry_id": r["retry_id"], "text": text[r["reflection_id"]]}
+            {
+                "reflection_id": r["reflection_id"],
+                "retry_id": r["retry_id"],
+                "text": refl[r["reflection_id"]]["reflection"],
+                "slot": refl[r["reflection_id"]]["memory_slot"],
+            }
             for r in wins
         ],
         epoch,

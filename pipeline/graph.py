@@ -153,7 +153,7 @@ def _block(p: Params, a: int, b: int, env: str, tr: Path, te: Path, env_deps: li
         te,
         layout.epoch_dir(a - 1) / "memory.parquet",
     ]
-    return _stage(
+    spec = _stage(
         "epochs",
         f"python -m stages.epochs --first {a} --last {b}",
         env,
@@ -161,6 +161,11 @@ def _block(p: Params, a: int, b: int, env: str, tr: Path, te: Path, env_deps: li
         outs,
         [layout.metrics_path(e) for e in range(a, b + 1)],
     )
+    # DVC would delete a stage's outputs before running it; kept, they let a killed block resume at the epoch it
+    # died in (stages/epochs.py checks each epoch's lineage and redoes what is not current).
+    spec["outs"] = [{o: {"persist": True}} for o in spec["outs"]]
+    spec["metrics"] = [{m: {"cache": False, "persist": True}} for entry in spec["metrics"] for m in entry]
+    return spec
 
 
 def _env_files(p: Params) -> tuple[list[Path], list[Path], list[Path]]:

@@ -73,3 +73,34 @@ def stage_lineage(
         "code": code_version(stage, env),
         "policy_sha256": hashes.get(Path(policy).as_posix()) if policy is not None else None,
     }
+
+
+def current(path: Path, stage: str, params, keys: tuple[str, ...]) -> bool:
+    """Whether the table at ``path`` is what running ``stage`` now would write: its footer names the same code
+    (sha256 of the stage's files), the same values of the params it reads, and inputs whose files are unchanged
+    (a checkpoint deleted by retention counts when its manifest records the same sha256)."""
+    import json
+
+    from pipeline.artifacts import SchemaError, read_lineage
+
+    try:
+        meta = read_lineage(path)
+    except (OSError, SchemaError, ValueError):
+        return False
+    if meta.get("stage") != stage or meta.get("params") != params.sections(*keys):
+        return False
+    if meta.get("code", {}).get("code_sha256") != code_version(stage, params.env.name)["code_sha256"]:
+        return False
+    for name, digest in meta.get("inputs", {}).items():
+        p = Path(name)
+        if not p.exists():
+            manifest = p.parent / "checkpoint.json"
+            try:
+                if p.name == "policy" and json.loads(manifest.read_text()).get("policy_sha256") == digest:
+                    continue
+            except (OSError, ValueError):
+                pass
+            return False
+        if sha256_path(p) != digest:
+            return False
+    return True

@@ -13,10 +13,11 @@ class PromptSet:
     system: str  # s0: the first attempt's system prompt (names only the valid actions)
     format_reminder: str  # re-appended after a reflection that replaces s0
     reflector_system: str  # u: the reflector's system prompt
-    reflector_user: str  # {summary}, {memory}
+    reflector_user: str  # {summary}, {memory}; may use {batch} (the epoch's first-attempt statistics)
     no_memory: str  # what {memory} becomes when there is none
-    no_reflection_system: str  # ablation: s0 + generic instruction + raw summary; {summary}
+    no_reflection_system: str  # ablation: s0 + generic instruction + the attempt; {summary} or {context}
     compact_summary: bool = False  # the reflector sees the action list and final board, not every board
+    annotated_summary: bool = False  # every step: the board before it, the action, its effect and a comment
 
 
 PROMPTS: dict[str, PromptSet] = {
@@ -32,52 +33,65 @@ PROMPTS: dict[str, PromptSet] = {
         ),
         compact_summary=True,
     ),
-    "paper": PromptSet(
-        system=(
-            "You are playing a grid game. Each turn you see the board and the steps you have left. "
-            "Reply with exactly one action inside a ``` ``` block, for example ```Left```. "
-            "Valid actions: Left, Down, Right, Up."
-        ),
-        format_reminder="Reply with exactly one action inside a ``` ``` block. Valid actions: Left, Down, Right, Up.",
-        reflector_system=(
-            "You are improving the instructions of an agent that failed a grid game. Read the attempt and its "
-            "feedback, infer the rules of the game, and write a revised rulebook for the agent as a system "
-            "prompt inside <prompt>...</prompt> tags. Start from the previous rulebook if one is given."
-        ),
-        reflector_user="Attempt:\n{summary}\n\nPrevious rulebook:\n{memory}",
-        no_memory="(none)",
-        no_reflection_system=(
-            "You are playing a grid game. Reply with exactly one action inside a ``` ``` block. Valid actions: "
-            "Left, Down, Right, Up. Use your past attempt below to do better this time.\n\nPast attempt:\n{summary}"
-        ),
-    ),
 }
 
-# Sokoban: the same actions and reply format as FrozenLake; the rules stay hidden just the same.
-_GRID_TINY = PROMPTS["tiny"]
-SOKOBAN_PROMPTS: dict[str, PromptSet] = {
-    "tiny": _GRID_TINY,
-    "paper": PromptSet(
-        system=(
-            "You are playing a grid puzzle game. Each turn you see the board and the steps you have left. "
-            "Reply with exactly one action inside a ``` ``` block, for example ```Left```. "
-            "Valid actions: Left, Down, Right, Up."
-        ),
-        format_reminder="Reply with exactly one action inside a ``` ``` block. Valid actions: Left, Down, Right, Up.",
-        reflector_system=(
-            "You are improving the instructions of an agent that failed a grid puzzle game. Read the attempt and "
-            "its feedback, infer the rules of the game, and write a revised rulebook for the agent as a system "
-            "prompt inside <prompt>...</prompt> tags. Start from the previous rulebook if one is given."
-        ),
-        reflector_user="Attempt:\n{summary}\n\nPrevious rulebook:\n{memory}",
-        no_memory="(none)",
+# What the reference prompts carry (docs/method.md, section 6), in this project's words. The solver reasons before
+# it acts and ends with the action alone; it is told the valid actions and nothing of the rules.
+_GRID_SOLVER = (
+    "You are a reasoning engine playing a grid game. What you know of its rules and strategy may be incomplete or "
+    "wrong; your only way to act is to choose the next action. Each turn: analyse the board, judge the long-term "
+    "value of the position (High, Medium or Low), and for your two best candidate actions predict what each would "
+    "do right now, in the form 'result, because ...'. Then choose one.\n"
+    "Write your reasoning first (state analysis; value; the two candidates and their consequences), then end your "
+    "reply with the chosen action alone in a final ``` block, for example:\n```Left```"
+)
+_GRID_REMINDER = (
+    "Valid actions: Up, Down, Left, Right. The last line of your reply is the action alone, in a ``` block."
+)
+_SOKOBAN_REMINDER = _GRID_REMINDER + " A box moves only when the cell behind it is free."
+_GRID_REFLECTOR = (
+    "You are a strategist who writes the master rulebook of a grid game from attempts that succeeded and attempts "
+    "that failed. Think about the long term, learn from the contrast between what worked and what did not, and "
+    "merge everything into one consistent theory. Be concise and authoritative.\n"
+    "Write exactly one <prompt>...</prompt> block containing two sections:\n"
+    "Rules: what each symbol means and which one is you, how to read the board, what each action does, the "
+    "objective and what ends an episode.\n"
+    "Strategy: the core strategies and tactical tips that win."
+)
+_GRID_CONTEXT = (
+    "Inferred information from past attempts (may be inaccurate):\n{memory}\n\n"
+    "{batch}\n\n"
+    "The attempt:\n{summary}\n\n"
+    "Think step by step and give an improved instruction for the game GAME inside <prompt></prompt> tags."
+)
+
+
+def _braces(text: str) -> str:
+    """``text`` as a literal inside a str.format template."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _grid_paper(game: str, reminder: str) -> PromptSet:
+    solver = f"{_GRID_SOLVER}\n{reminder}"
+    return PromptSet(
+        system=solver,
+        format_reminder=reminder,
+        reflector_system=_GRID_REFLECTOR,
+        reflector_user=_GRID_CONTEXT.replace("GAME", game),
+        no_memory=solver,  # with no memory yet, the reflector starts from s0
         no_reflection_system=(
-            "You are playing a grid puzzle game. Reply with exactly one action inside a ``` ``` block. Valid "
-            "actions: Left, Down, Right, Up. Use your past attempt below to do better this time.\n\n"
-            "Past attempt:\n{summary}"
+            _braces(solver)
+            + "\nUse the data of your past attempt below to decide better this time.\n{context}\n"
+            + _braces(reminder)
         ),
-    ),
-}
+        annotated_summary=True,
+    )
+
+
+PROMPTS["paper"] = _grid_paper("FrozenLake", _GRID_REMINDER)
+
+# Sokoban: the same actions and reply format as FrozenLake; the rules stay hidden just the same.
+SOKOBAN_PROMPTS: dict[str, PromptSet] = {"tiny": PROMPTS["tiny"], "paper": _grid_paper("Sokoban", _SOKOBAN_REMINDER)}
 
 # Tool-use QA (pipeline/envs/qa.py): a search is a ``` block "search : <query>", the answer is \boxed{...}.
 # Templates that go through str.format (reflector_user, no_reflection_system) double their literal braces.
@@ -101,22 +115,25 @@ QA_PROMPTS: dict[str, PromptSet] = {
     ),
     "paper": PromptSet(
         system=(
-            "You answer multi-hop questions with a search tool. Each turn you see the question, the result of "
-            "your latest search and the turns you have left. " + _QA_PAPER_FORMAT
+            "Answer the question directly and efficiently. Use the search tool when you need facts; never invent "
+            "them. " + _QA_PAPER_FORMAT
         ),
         format_reminder=_QA_PAPER_FORMAT,
         reflector_system=(
-            "You are improving the instructions of an agent that failed to answer a multi-hop question with a "
-            "search tool. Read the attempt and its feedback, work out what went wrong (the searches, the reading "
-            "of the passages, the answer format), and write a revised strategy for the agent as a system prompt "
-            "inside <prompt>...</prompt> tags. Start from the previous strategy if one is given."
+            "You are an expert at updating the instructions of a question-answering agent that uses a search tool. "
+            "Read its trajectories, tool calls and rewards, and add rules that prevent the failures you see (a "
+            "missing search, an invented fact, an answer outside \\boxed{}). Keep the prompt short. Output only "
+            "<prompt>...</prompt>."
         ),
-        reflector_user="Attempt:\n{summary}\n\nPrevious strategy:\n{memory}",
-        no_memory="(none)",
+        reflector_user=(
+            "Current instructions (may be inaccurate):\n{memory}\n\n{batch}\n\nThe attempt:\n{summary}\n\n"
+            "Think step by step and give improved instructions inside <prompt></prompt> tags."
+        ),
+        no_memory="(none yet)",
         no_reflection_system=(
-            "You answer multi-hop questions with a search tool. "
-            + _QA_PAPER_FORMAT.replace("{", "{{").replace("}", "}}")
-            + " Use your past attempt below to do better this time.\n\nPast attempt:\n{summary}"
+            "Answer the question directly and efficiently. "
+            + _braces(_QA_PAPER_FORMAT)
+            + " Use the data of your past attempt below to answer better this time.\n{context}"
         ),
     ),
 }
@@ -150,6 +167,14 @@ def retry_system(prompts: PromptSet, reflection: str) -> str:
     return f"{reflection}\n{prompts.format_reminder}".strip()
 
 
-def reflector_messages(prompts: PromptSet, summary: str, memory: str | None) -> list[dict]:
-    user = prompts.reflector_user.format(summary=summary, memory=memory or prompts.no_memory)
+def batch_line(feedback_rows: list[dict]) -> str:
+    """The epoch's first-attempt statistics, as the reflection context states them."""
+    n = len(feedback_rows)
+    mean = sum(f["reward"] for f in feedback_rows) / n if n else 0.0
+    ok = sum(bool(f["success"]) for f in feedback_rows) / n if n else 0.0
+    return f"This batch: mean first-attempt reward {mean:.2f}, success rate {ok:.2f}, {n} attempts."
+
+
+def reflector_messages(prompts: PromptSet, summary: str, memory: str | None, batch: str = "") -> list[dict]:
+    user = prompts.reflector_user.format(summary=summary, memory=memory or prompts.no_memory, batch=batch)
     return [{"role": "system", "content": prompts.reflector_system}, {"role": "user", "content": user}]

@@ -18,7 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-from pipeline import codedeps, layout  # noqa: E402
+from pipeline import codedeps, guard, layout  # noqa: E402
 from pipeline.artifacts import SchemaError  # noqa: E402
 from pipeline.checkpoint import CheckpointError  # noqa: E402
 from pipeline.config import Params, ParamsError, load_or_exit  # noqa: E402
@@ -77,7 +77,16 @@ def parse(
     if needs_epoch and not min_epoch <= epoch <= params.train.epochs:
         print(f"error: --epoch {epoch} is outside {min_epoch}..train.epochs ({params.train.epochs})", file=sys.stderr)
         raise SystemExit(2)
-    return StageContext(stage=stage, epoch=epoch, params=params, root=Path(args.artifacts))
+    root = Path(args.artifacts)
+    guard.die_with_parent()
+    try:
+        guard.hold_lock(root, stage)
+    except guard.LockHeld as exc:
+        print(f"error: {stage}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    for gone in guard.sweep(root):
+        log.info("removed %s, left by a writer that was killed", gone)
+    return StageContext(stage=stage, epoch=epoch, params=params, root=root)
 
 
 _NESTED = False

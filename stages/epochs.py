@@ -37,6 +37,41 @@ def _keys() -> tuple[str, ...]:
 KEYS = _keys()
 
 
+# What each step writes, checked before a block resumes after the epoch it belongs to.
+OUTPUTS = {
+    "sample": ("attempts",),
+    "feedback": ("feedback",),
+    "reflect": ("reflections",),
+    "retry": ("retries",),
+    "consolidate": ("samples", "memory"),
+    "update": ("updates", "steps"),
+    "evaluate": ("eval",),
+}
+
+
+def first_unfinished(p, root: Path, first: int, last: int, keys: dict[str, tuple[str, ...]]) -> int:
+    """The first epoch of ``first``..``last`` whose artifacts are not all there and current: every table's lineage
+    footer names this code, these params and inputs that are still on disk unchanged, the checkpoint matches its
+    manifest, and the metrics exist. DVC keeps a block's outputs (persist), so a block killed at epoch 3 resumes
+    there, with the same outputs as an uninterrupted block: each epoch depends only on what the previous one left
+    on disk and on seeds derived from (seed, epoch, row)."""
+    from pipeline import checkpoint, lineage
+
+    for e in range(first, last + 1):
+        d = layout.epoch_dir(e, root)
+        for stage, tables in OUTPUTS.items():
+            for t in tables:
+                if not lineage.current(d / f"{t}.parquet", stage, p, keys[stage]):
+                    return e
+        if not layout.metrics_path(e, root).is_file():
+            return e
+        try:
+            checkpoint.verify(d)
+        except checkpoint.CheckpointError:
+            return e
+    return last + 1
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(
         prog="python -m stages.epochs",
@@ -57,11 +92,17 @@ def main(argv=None) -> None:
         )
         raise SystemExit(2)
     t0 = time.perf_counter()
-    steps = [importlib.import_module(f"stages.{s}") for s in layout.EPOCH_STAGES]
-    common = ["--params", args.params, "--artifacts", str(Path(args.artifacts))]
+    params, root = load_or_exit(args.params), Path(args.artifacts)
+    steps = {s: importlib.import_module(f"stages.{s}") for s in layout.EPOCH_STAGES}
+    start = first_unfinished(params, root, args.first, args.last, {s: m.KEYS for s, m in steps.items()})
+    if start > args.first:
+        log.info(
+            "epochs %d-%d are finished and match their lineage: resuming at epoch %d", args.first, start - 1, start
+        )
+    common = ["--params", args.params, "--artifacts", str(root)]
     with stagekit.nested():
-        for e in range(args.first, args.last + 1):
-            for mod in steps:
+        for e in range(start, args.last + 1):
+            for mod in steps.values():
                 mod.main(["--epoch", str(e)] + common)
     logging.basicConfig(level=logging.INFO, format="[epochs] %(message)s", stream=sys.stderr, force=True)
     work = time.perf_counter() - t0

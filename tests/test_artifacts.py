@@ -73,8 +73,24 @@ def samples_rows() -> list[dict]:
 
 def memory_rows() -> list[dict]:
     return [
-        {"version": 1, "parent_version": 0, "epoch": 1, "reflection_id": "f1", "retry_id": "y1", "text": "avoid H"},
-        {"version": 2, "parent_version": 1, "epoch": 2, "reflection_id": "f2", "retry_id": "y2", "text": "go ↓ then →"},
+        {
+            "version": 1,
+            "parent_version": 0,
+            "epoch": 1,
+            "slot": 0,
+            "reflection_id": "f1",
+            "retry_id": "y1",
+            "text": "avoid H",
+        },
+        {
+            "version": 2,
+            "parent_version": 1,
+            "epoch": 2,
+            "slot": 0,
+            "reflection_id": "f2",
+            "retry_id": "y2",
+            "text": "go ↓ then →",
+        },
     ]
 
 

@@ -40,6 +40,7 @@ def tables():
         {
             "reflection_id": f"{r}/f",
             "rollout_id": r,
+            "memory_slot": 0,
             "task_id": FIRST[r][0],
             "prompt_ids": [5, 6, 7],
             "response_ids": [8, 9],
@@ -211,3 +212,15 @@ def test_no_reflections_adopts_nothing():
     for r in retries:
         r["reflection_id"] = None  # the no-reflection ablation: retries without reflections
     assert next_memory(params(ablation={"no_reflection": True}), EPOCH, [], [], retries) == []
+
+
+def test_memory_slots_keep_independent_chains():
+    """Two slots: each successful retry overwrites its own slot; a reflector reads the newest version of its slot."""
+    _, _, reflections, retries = tables()
+    for r in reflections:
+        r["memory_slot"] = 0 if r["rollout_id"] == "b" else 1
+    out = next_memory(params(reflect={"memory_slots": 2}), EPOCH, [], reflections, retries)
+    assert [(m["version"], m["parent_version"], m["slot"]) for m in out] == [(1, 0, 0), (2, 0, 1)]
+    assert memory.latest(out, 0) == (1, "rules from b") and memory.latest(out, 1) == (2, "rules from d")
+    assert memory.latest(out, 2) == (0, None)
+    assert [memory.slot_of(i, 3) for i in range(5)] == [0, 1, 2, 0, 1]

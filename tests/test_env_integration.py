@@ -29,8 +29,9 @@ def test_every_environment_has_both_sets_and_they_format(env_name, name):
     ps = prompt_set(name, env_name)
     assert isinstance(ps, PromptSet) and "<prompt>" in ps.reflector_system
     assert ps.system.strip() and ps.format_reminder.strip()
-    assert "SUMMARY" in ps.no_reflection_system.format(summary="SUMMARY")  # literal braces are escaped
-    assert "RULES" in ps.reflector_user.format(summary="S", memory="RULES")
+    filled = ps.no_reflection_system.format(summary="SUMMARY", context="CONTEXT")  # literal braces are escaped
+    assert "SUMMARY" in filled or "CONTEXT" in filled
+    assert "RULES" in ps.reflector_user.format(summary="S", memory="RULES", batch="B")
 
 
 def test_prompt_sets_cover_exactly_the_environments():
@@ -53,7 +54,7 @@ def test_qa_prompts_state_the_reply_format_the_env_parses():
     for name in ("tiny", "paper"):
         ps = prompt_set(name, "qa")
         assert "search" in ps.system and "\\boxed{" in ps.system and "boxed" in ps.format_reminder
-        assert "\\boxed{" in ps.no_reflection_system.format(summary="S")
+        assert "\\boxed{" in ps.no_reflection_system.format(summary="S", context="C")
     assert parse_reply("``` search : zarvo ```").kind == "search" and parse_reply("\\ boxed { zarvo }").kind == "answer"
 
 

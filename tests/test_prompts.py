@@ -57,7 +57,7 @@ def test_both_prompt_sets_exist_with_all_fields():
             if f.type in ("str", str):
                 assert isinstance(value, str) and value.strip(), f"{name}.{f.name} is empty"
         assert "{summary}" in ps.reflector_user and "{memory}" in ps.reflector_user
-        assert "{summary}" in ps.no_reflection_system
+        assert "{summary}" in ps.no_reflection_system or "{context}" in ps.no_reflection_system
         assert "<prompt>" in ps.reflector_system
 
 

@@ -253,6 +253,13 @@ class FrozenLake(GridText):
         action, (r, c) = self.last_move(trace)
         return f"last {action} {r} {c}"
 
+    def step_comment(self, step: Step, before: str) -> str:
+        if step.action is None:
+            return "Not a valid action."
+        if not step.moved:
+            return "Did not move."
+        return {"goal": "Reached the goal.", "hole": "Moved into a hole."}.get(step.event, "Moved to a safe tile.")
+
     # ---- verifier ----------------------------------------------------------------------------------------
 
     def reward(self, trace: Trace) -> float:

@@ -61,10 +61,14 @@ class GridText:
                     return r, cells.index(sym)
         return None
 
-    def summary(self, trace: Trace, initial_observation: str, compact: bool = False) -> str:
+    def summary(self, trace: Trace, initial_observation: str, compact: bool = False, annotated: bool = False) -> str:
         """Text of one attempt for the reflector: start board, each step's action/effect/board, feedback.
         ``compact``: the start board, the action list and the final board (short prompts for the tiny model);
-        without ``summary_boards`` only the action list and the feedback."""
+        without ``summary_boards`` only the action list and the feedback. ``annotated`` (the paper prompts): each
+        step's board before the action, the action with its reward, effect and whether it ended the episode, and
+        a one-line comment on what happened, then the attempt's reward and feedback."""
+        if annotated:
+            return self._annotated(trace, initial_observation)
         if compact:
             acts = " ".join((s.action or "invalid") + ("" if s.moved else " ( no effect )") for s in trace.steps)
             if not self.summary_boards:
@@ -80,3 +84,21 @@ class GridText:
             parts.append(f"Step {i}: {s.action or 'invalid'}{note}\n{s.observation}")
         parts.append(f"Feedback: {self.feedback(trace)}")
         return "\n\n".join(parts)
+
+    def _annotated(self, trace: Trace, initial_observation: str) -> str:
+        parts, before = [], initial_observation
+        for i, s in enumerate(trace.steps, 1):
+            reward = self.reward(Trace(steps=trace.steps[:i], budget=trace.budget)) if s.done else 0.0
+            effect = "moved" if s.moved else "no effect"
+            parts.append(
+                f"Step {i}. Board before acting:\n{before}\nAction: {s.action or 'invalid'} (reward {reward}, {effect}, "
+                f"{'done' if s.done else 'not done'}). {self.step_comment(s, before)}"
+            )
+            before = s.observation
+        return "\n\n".join(parts + [f"Reward: {self.reward(trace)}. Feedback: {self.feedback(trace)}"])
+
+    def step_comment(self, step, before: str) -> str:
+        """One line on what a step did, as the reference reflection context comments it (docs/method.md 5.6)."""
+        if step.action is None:
+            return "Not a valid action."
+        return "Did not move." if not step.moved else "Moved."

@@ -415,9 +415,10 @@ class QA:
         line = next((ln for ln in step.observation.splitlines() if ln.startswith(prefix)), step.action or "")
         return line + ("" if step.moved else " ( no effect )")
 
-    def summary(self, trace: Trace, initial_observation: str, compact: bool = False) -> str:
+    def summary(self, trace: Trace, initial_observation: str, compact: bool = False, annotated: bool = False) -> str:
         """Text of one attempt for the reflector: the question, each turn's call and result, feedback.
-        ``compact``: the question, the calls only, and the feedback (short prompts for the tiny model)."""
+        ``compact``: the question, the calls only, and the feedback (short prompts for the tiny model); the full
+        form already shows every call and its result (``annotated`` changes nothing here)."""
         if compact:
             calls = " ; ".join(self._call_line(s) for s in trace.steps)
             return f"{initial_observation}\nActions: {calls}\nFeedback: {self.feedback(trace)}"

@@ -264,6 +264,16 @@ class Sokoban(GridText):
         texts += [self.render(self.reset(t)) for t in tasks[:1]]
         return texts
 
+    def step_comment(self, step: Step, before: str) -> str:
+        if step.action is None:
+            return "Not a valid action."
+        if not step.moved:
+            return "Did not move."
+        pushed = _box_cells(before) != _box_cells(step.observation)
+        if step.event == "solved":
+            return "Pushed the last box onto a goal: solved."
+        return "Pushed a box." if pushed else "Moved."
+
     # ---- verifier ----------------------------------------------------------------------------------------
 
     def reward(self, trace: Trace) -> float:
@@ -283,3 +293,9 @@ class Sokoban(GridText):
             f"{outcome} Actions with no effect: {invalid + blocked} ({invalid} invalid, {blocked} blocked). "
             f"Last action: {last}. Reward={self.reward(trace)}, steps={len(steps)}"
         )
+
+
+def _box_cells(board: str) -> list[tuple[int, int]]:
+    """Where the boxes stand on a rendered board."""
+    lines = board.splitlines()
+    return [(r, i) for r, line in enumerate(lines) for i, c in enumerate(line.split()) if c in (BOX, BOX_ON_GOAL)]
