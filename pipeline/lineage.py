@@ -61,6 +61,15 @@ def package_versions() -> dict:
     return out
 
 
+def package_drift(recorded: dict) -> list[str]:
+    """'name: recorded -> installed' for every package that changes numbers whose installed version differs
+    from the one a run's lineage recorded (the same code and seed need not give the same bytes then)."""
+    now = package_versions()
+    return [
+        f"{k}: {recorded[k]} -> {now.get(k, 'not installed')}" for k in sorted(recorded) if recorded[k] != now.get(k)
+    ]
+
+
 def stage_lineage(
     stage: str, epoch: int | None, inputs: list[Path], params: dict, env: str, policy: Path | None = None
 ) -> dict:

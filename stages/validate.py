@@ -35,7 +35,28 @@ def main(argv=None) -> None:
                 file=sys.stderr,
             )
             raise SystemExit(2)
+        warn_package_drift(ctx.root)
         write_text("params.yaml and dvc.yaml were checked by stages/validate.py\n", ctx.root / graph.VALIDATED.name)
+
+
+def warn_package_drift(root: Path) -> None:
+    """Warn when the packages that change numbers differ from those the run's first artifacts recorded."""
+    from pipeline.artifacts import SchemaError, read_lineage
+    from pipeline.lineage import package_drift
+
+    first = root / "init" / "tasks_train.parquet"
+    try:
+        recorded = read_lineage(first)["code"]["packages"]
+    except (OSError, SchemaError, KeyError, ValueError):
+        return
+    drift = package_drift(recorded)
+    if drift:
+        print(
+            f"warning: installed packages differ from those that made {first} ({'; '.join(drift)}): rerun "
+            "stages need not reproduce the recorded bytes; `bash scripts/setup.sh` installs the pinned versions "
+            "(constraints.txt)",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -51,13 +51,15 @@ def run(args, cwd, check=True, **kw):
     return subprocess.run(args, cwd=cwd, env=env(), capture_output=True, text=True, check=check, **kw)
 
 
-def make_project(dst: Path, overrides: dict | None = None) -> Path:
+def make_project(dst: Path, overrides: dict | None = None, base: str = "params.yaml", tiny: bool = True) -> Path:
     """A Git + DVC copy of the project in ``dst`` (pipeline/, stages/, generated dvc.yaml, one commit) with
-    params.yaml + TINY + overrides: the same sandbox `erl bench` and `erl compare` run in."""
+    ``base`` (params.yaml) + TINY (unless ``tiny`` is false) + overrides: the sandbox `erl bench` and `erl compare`
+    run in."""
     from tools.bench import make_copy
 
     params = deep_update(
-        yaml.safe_load((ROOT / "params.yaml").read_text()), deep_update(copy.deepcopy(TINY), overrides or {})
+        yaml.safe_load((ROOT / base).read_text()),
+        deep_update(copy.deepcopy(TINY) if tiny else {}, overrides or {}),
     )
     make_copy(dst, params)
     return dst

@@ -107,7 +107,7 @@ def test_build_deployment_schedule_and_limit():
     assert [s.schedule.cron for s in d.schedules] == ["0 3 * * *"]
     assert d.concurrency_limit == 1
     assert d.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
-    assert d.parameters == {"repo": str(Path(".").resolve()), "epochs": 3}
+    assert d.parameters == {"repo": str(Path(".").resolve()), "epochs": 3, "stage_timeout": 6 * 3600.0}
     assert d.entrypoint == "tools.flows.erl_train"
 
 

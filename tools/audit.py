@@ -262,6 +262,15 @@ def verify(root: Path, lock: Path | None) -> list[dict]:
                                 )
                 elif p.is_file() and _md5(p) != md5:
                     problems.append({"file": out["path"], "problem": f"md5 differs from dvc.lock ({stage})"})
+    from pipeline.lineage import package_drift
+
+    for f in sorted(root.glob("*/*.parquet"))[:1] + sorted(root.glob("epoch_*/steps.parquet"))[-1:]:
+        try:
+            drift = package_drift(read_lineage(f).get("code", {}).get("packages", {}))
+        except Exception:  # an unreadable footer is reported above
+            continue
+        if drift:
+            print(f"warning: installed packages differ from those that made {f}: {'; '.join(drift)}", file=sys.stderr)
     # one report per file is enough
     seen, unique = set(), []
     for pb in problems:
