@@ -15,6 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import InputError
+
 LINEAGE_KEY = b"erl.lineage"
 
 _ids = pa.list_(pa.list_(pa.int32()))
@@ -183,7 +185,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError):
     pass
 
 
@@ -299,11 +301,18 @@ def read_table(name: str, path: str | Path) -> pa.Table:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing (expected the '{name}' table)")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:  # truncated, corrupt, or not Parquet at all
+        raise SchemaError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:160]})") from None
     expected = SCHEMAS[name]
     if not table.schema.remove_metadata().equals(expected):
+        got, want = table.schema.remove_metadata(), expected
+        differ = [f.name for f in want if f.name not in got.names or got.field(f.name).type != f.type]
+        extra = [n for n in got.names if n not in want.names]
         raise SchemaError(
-            f"{path}: schema does not match the '{name}' table\n  expected: {expected.names}\n  found:    {table.schema.names}"
+            f"{path}: not a '{name}' table (columns missing or of another type: {differ or 'none'}; extra: "
+            f"{extra or 'none'})"
         )
     return table
 
@@ -313,7 +322,10 @@ def read_rows(name: str, path: str | Path) -> list[dict[str, Any]]:
 
 
 def read_lineage(path: str | Path) -> dict:
-    meta = pq.read_schema(path).metadata or {}
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError) as exc:
+        raise SchemaError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:160]})") from None
     if LINEAGE_KEY not in meta:
         raise SchemaError(f"{path}: no lineage metadata in the Parquet footer")
     return json.loads(meta[LINEAGE_KEY])

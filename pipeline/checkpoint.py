@@ -18,12 +18,13 @@ import tempfile
 from pathlib import Path
 
 from pipeline.artifacts import fault_point, sha256_file
+from pipeline.errors import InputError
 
 POLICY, STATE, MANIFEST = "policy", "train_state", "checkpoint.json"
 OPTIMIZER_FILE, MASTER_FILE = "optimizer.safetensors", "master.safetensors"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(InputError):
     """A checkpoint that is missing, incomplete or not the one its manifest records: the message names the file."""
 
 

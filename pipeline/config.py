@@ -24,8 +24,9 @@ def _number(v):
     return v
 
 
-# Strict mode: `true` is not an int, `"yes"` is not a bool, 2.5 is not an int; reals accept ints and "1e-6".
-Real = Annotated[float, BeforeValidator(_number)]
+# Strict mode: `true` is not an int, `"yes"` is not a bool, 2.5 is not an int; reals accept ints and "1e-6" but
+# not NaN or infinity (YAML's .nan and .inf), which no setting here can mean.
+Real = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -257,7 +258,13 @@ class RetryParams(_Strict):
 
 
 class ConsolidateParams(_Strict):
-    tau: Real = Field(1.0, description="success threshold: reflect when r1 < tau, adopt memory when r2 >= tau")
+    tau: Real = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="success threshold in (0, 1] (rewards lie in [0, 1]): reflect when r1 < tau, "
+        "adopt memory when r2 >= tau",
+    )
     train_first: bool = True
     train_reflection: bool = True
     train_second: bool = True
@@ -370,7 +377,7 @@ class TrainParams(_Strict):
 
 
 class Params(_Strict):
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="the run's seed; every other seed derives from it")
     algorithm: Literal["erl", "rlvr"] = "erl"
     ablation: AblationParams = AblationParams()
     env: EnvParams = EnvParams()
@@ -450,13 +457,30 @@ class ParamsError(ValueError):
 
 
 def _format(err: ValidationError, path: Path) -> str:
-    lines = [f"{path}: invalid parameters"]
+    """One line per bad key, naming it (``params.yaml: update.lr: Input should be greater than 0 (got -1.0)``);
+    with several, a first line counts them."""
+    lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
         got = e.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"  {key}: {e['msg']}{shown}")
-    return "\n".join(lines)
+        lines.append(f"{key}: {e['msg'].replace('Value error, ', '')}{shown}")
+    if len(lines) == 1:
+        return f"{path}: {lines[0]}"
+    return f"{path}: {len(lines)} invalid parameters\n" + "\n".join(f"  {line}" for line in lines)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -464,9 +488,16 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     if not path.exists():
         raise ParamsError(f"{path}: file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+        where = " ".join(str(exc).split()).replace('in "<unicode string>", ', "")
+        raise ParamsError(f"{path}: not valid YAML: {where}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
     try:

@@ -19,9 +19,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 from pipeline import codedeps, guard, layout  # noqa: E402
-from pipeline.artifacts import SchemaError  # noqa: E402
-from pipeline.checkpoint import CheckpointError  # noqa: E402
 from pipeline.config import Params, ParamsError, load_or_exit  # noqa: E402
+from pipeline.errors import InputError  # noqa: E402
 from pipeline.gpumem import DoesNotFit  # noqa: E402
 from pipeline.lineage import stage_lineage  # noqa: E402
 
@@ -127,7 +126,7 @@ def stage_errors(ctx_name: str):
     t0 = time.perf_counter()
     try:
         yield
-    except (FileNotFoundError, SchemaError, ParamsError, CheckpointError, DoesNotFit) as exc:
+    except (FileNotFoundError, InputError, ParamsError, DoesNotFit) as exc:
         print(f"error: {ctx_name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     work = time.perf_counter() - t0

@@ -196,8 +196,10 @@ def test_next_memory_from_empty_starts_at_version_one():
 
 def test_next_memory_tau():
     _, _, reflections, retries = tables()
-    out = next_memory(params(consolidate={"tau": 2.0}), EPOCH, [], reflections, retries)
-    assert out == []
+    for r in retries:  # partial credit (QA's token F1) is below tau: no memory
+        r["reward"] = min(r["reward"], 0.99)
+    assert next_memory(params(consolidate={"tau": 1.0}), EPOCH, [], reflections, retries) == []
+    assert len(next_memory(params(consolidate={"tau": 0.9}), EPOCH, [], reflections, retries)) == 2
 
 
 def test_no_memory_ablation_adopts_nothing():

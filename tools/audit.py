@@ -35,6 +35,13 @@ def _glob(root: Path, table: str) -> str:
     return (root / "epoch_*" / f"{table}.parquet").as_posix()
 
 
+def _views(con, **paths) -> None:
+    """Name each Parquet file (or glob, or list) as a view, so that no path is ever pasted into SQL (a quote in
+    the artifacts path would break the query, or change it)."""
+    for name, path in paths.items():
+        con.read_parquet(path).create_view(name, replace=True)
+
+
 def _rows(con, sql: str, params: list | None = None) -> list[dict]:
     cur = con.execute(sql, params or [])
     cols = [d[0] for d in cur.description]
@@ -55,35 +62,36 @@ def audit_update(root: Path, epoch: int) -> dict:
         n: (d / f"{n}.parquet").as_posix()
         for n in ("updates", "steps", "samples", "reflections", "retries", "feedback")
     }
+    _views(con, **f)
     head = _rows(
         con,
-        f"""
+        """
         SELECT any_value(update_id) AS update_id, any_value(checkpoint_sha256) AS checkpoint_sha256,
                any_value(parent_sha256) AS parent_sha256, count(*) AS optimizer_steps,
                avg(grad_norm) AS mean_grad_norm, avg(loss) AS mean_loss
-        FROM '{f["steps"]}'""",
+        FROM steps""",
     )[0]
     kinds = _rows(
         con,
-        f"""SELECT kind, count(*) AS rows, sum(abs(loss)) AS total_abs_loss
-                           FROM '{f["updates"]}' GROUP BY kind ORDER BY kind""",
+        """SELECT kind, count(*) AS rows, sum(abs(loss)) AS total_abs_loss
+                           FROM updates GROUP BY kind ORDER BY kind""",
     )
     refl = _rows(
         con,
-        f"""
+        """
         WITH contrib AS (
             SELECT s.reflection_id, list(DISTINCT s.kind ORDER BY s.kind) AS kinds,
                    list(struct_pack(sample_id := u.sample_id, kind := s.kind, advantage := u.advantage,
                                     loss := u.loss, step := u.step) ORDER BY u.step, u.sample_id) AS samples,
                    sum(abs(u.loss)) AS contribution, sum(u.advantage) AS total_advantage
-            FROM '{f["updates"]}' u JOIN '{f["samples"]}' s USING (sample_id)
+            FROM updates u JOIN samples s USING (sample_id)
             WHERE s.reflection_id IS NOT NULL GROUP BY s.reflection_id)
         SELECT c.reflection_id, r.task_id, r.rollout_id, fb.feedback AS first_attempt_feedback,
                fb.reward AS first_attempt_reward, r.reflection, r.memory_version, rt.retry_id,
                rt.reward AS second_attempt_reward, c.kinds, c.contribution, c.total_advantage, c.samples
-        FROM contrib c JOIN '{f["reflections"]}' r USING (reflection_id)
-        LEFT JOIN '{f["feedback"]}' fb ON fb.rollout_id = r.rollout_id
-        LEFT JOIN '{f["retries"]}' rt ON rt.reflection_id = r.reflection_id
+        FROM contrib c JOIN reflections r USING (reflection_id)
+        LEFT JOIN feedback fb ON fb.rollout_id = r.rollout_id
+        LEFT JOIN retries rt ON rt.reflection_id = r.reflection_id
         ORDER BY c.contribution DESC, c.reflection_id""",
     )
     return {"epoch": epoch, **head, "by_kind": kinds, "reflections": refl}
@@ -91,43 +99,35 @@ def audit_update(root: Path, epoch: int) -> dict:
 
 def audit_reflection(root: Path, rid: str) -> dict:
     con = _db()
+    _views(con, all_reflections=_glob(root, "reflections"), all_memory=_glob(root, "memory"))
     found = _rows(
-        con,
-        f"SELECT * EXCLUDE (prompt_ids, response_ids) FROM '{_glob(root, 'reflections')}' WHERE reflection_id = ?",
-        [rid],
+        con, "SELECT * EXCLUDE (prompt_ids, response_ids) FROM all_reflections WHERE reflection_id = ?", [rid]
     )
     if not found:
         raise AuditError(f"unknown reflection id {rid!r} under {root}")
     r = found[0]
     e = r["epoch"]
     d = layout.epoch_dir(e, root)
+    _views(con, **{n: (d / f"{n}.parquet").as_posix() for n in ("retries", "samples", "updates")})
     retry = _rows(
-        con,
-        f"SELECT retry_id, reward, success, outcome, n_turns, actions FROM '{(d / 'retries.parquet').as_posix()}' "
-        "WHERE reflection_id = ?",
-        [rid],
+        con, "SELECT retry_id, reward, success, outcome, n_turns, actions FROM retries WHERE reflection_id = ?", [rid]
     )
     samples = _rows(
         con,
-        f"""
+        """
         SELECT s.sample_id, s.kind, s.advantage, u.update_id, u.step, u.loss, u.checkpoint_sha256
-        FROM '{(d / "samples.parquet").as_posix()}' s
-        LEFT JOIN '{(d / "updates.parquet").as_posix()}' u USING (sample_id)
+        FROM samples s LEFT JOIN updates u USING (sample_id)
         WHERE s.reflection_id = ? ORDER BY s.kind, u.step""",
         [rid],
     )
-    memory = _rows(
-        con,
-        f"SELECT DISTINCT version, parent_version, epoch FROM '{_glob(root, 'memory')}' WHERE reflection_id = ?",
-        [rid],
-    )
+    memory = _rows(con, "SELECT DISTINCT version, parent_version, epoch FROM all_memory WHERE reflection_id = ?", [rid])
     readers = []
     if memory:
         readers = _rows(
             con,
-            f"""SELECT reflection_id, epoch, memory_version FROM '{_glob(root, "reflections")}'
-                                 WHERE memory_version IN ({",".join(str(m["version"]) for m in memory)})
-                                 ORDER BY epoch, reflection_id""",
+            """SELECT reflection_id, epoch, memory_version FROM all_reflections
+               WHERE list_contains(?, memory_version) ORDER BY epoch, reflection_id""",
+            [[int(m["version"]) for m in memory]],
         )
     return {
         "reflection": r,
@@ -140,30 +140,28 @@ def audit_reflection(root: Path, rid: str) -> dict:
 
 def audit_task(root: Path, task_id: str) -> dict:
     con = _db()
+    _views(con, attempts=_glob(root, "attempts"), feedback=_glob(root, "feedback"), retries=_glob(root, "retries"))
     first = _rows(
         con,
-        f"""SELECT a.epoch, a.rollout_id, f.reward, f.outcome, a.actions
-                           FROM '{_glob(root, "attempts")}' a JOIN '{_glob(root, "feedback")}' f USING (rollout_id)
-                           WHERE a.task_id = ? ORDER BY a.epoch, a.rollout_id""",
+        """SELECT a.epoch, a.rollout_id, f.reward, f.outcome, a.actions
+           FROM attempts a JOIN feedback f USING (rollout_id)
+           WHERE a.task_id = ? ORDER BY a.epoch, a.rollout_id""",
         [task_id],
     )
     retries = _rows(
         con,
-        f"""SELECT epoch, retry_id, reflection_id, reward, outcome, actions FROM '{_glob(root, "retries")}'
-                             WHERE task_id = ? ORDER BY epoch, retry_id""",
+        """SELECT epoch, retry_id, reflection_id, reward, outcome, actions FROM retries
+           WHERE task_id = ? ORDER BY epoch, retry_id""",
         [task_id],
     )
-    evals = (
-        _rows(
+    evals = []
+    if (layout.epoch_dir(0, root) / "eval.parquet").exists():
+        _views(con, evals=[(layout.epoch_dir(0, root) / "eval.parquet").as_posix(), _glob(root, "eval")])
+        evals = _rows(
             con,
-            f"""SELECT epoch, rollout_id, reward, outcome, actions FROM read_parquet(
-                               ['{(layout.epoch_dir(0, root) / "eval.parquet").as_posix()}', '{_glob(root, "eval")}'])
-                           WHERE task_id = ? ORDER BY epoch, rollout_id""",
+            "SELECT epoch, rollout_id, reward, outcome, actions FROM evals WHERE task_id = ? ORDER BY epoch, rollout_id",
             [task_id],
         )
-        if (layout.epoch_dir(0, root) / "eval.parquet").exists()
-        else []
-    )
     if not (first or retries or evals):
         raise AuditError(f"unknown task id {task_id!r}: no attempt, retry or evaluation under {root}")
     return {"task_id": task_id, "first_attempts": first, "second_attempts": retries, "evaluations": evals}

@@ -22,6 +22,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import InputError
+
 # Words the passages and questions use: generated names never collide with them.
 TEMPLATE_WORDS = frozenset(
     "a an the is in of which was born city country company person lies based works for employer what who yes no "
@@ -117,32 +119,61 @@ def generate_kb(
 # ---- HotpotQA ----------------------------------------------------------------------------------------------
 
 
+class HotpotError(InputError):
+    """A HotpotQA file that cannot be read as questions: the message names the file, the item and the field."""
+
+
+def _field(item: dict, key: str, kind, where: str):
+    if key not in item:
+        raise HotpotError(f"{where}: no '{key}'")
+    value = item[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise HotpotError(f"{where}: '{key}' must be a {names}, not {type(value).__name__} ({str(value)[:40]!r})")
+    return value
+
+
 def load_hotpot(path: str | Path) -> tuple[list[Passage], list[Question]]:
     """Passages and questions of a HotpotQA-format JSON file: a list of {question, answer, supporting_facts:
     [[title, sentence index], ...], context: [[title, [sentences...]], ...]}. The corpus is every context
-    paragraph of every question (deduplicated, first occurrence first); a passage's text is "title : sentences"."""
+    paragraph of every question (deduplicated, first occurrence first); a passage's text is "title : sentences".
+    Every field is checked for its type (a string of sentences is not a list of them, a null answer is not the
+    answer "None"); a bad one stops with HotpotError naming the file, the item and the field."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(f"env.qa.hotpot_path: {path} not found") from None
+    except UnicodeDecodeError as exc:
+        raise HotpotError(f"env.qa.hotpot_path: {path}: not UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"env.qa.hotpot_path: {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, list):
-        raise ValueError(f"env.qa.hotpot_path: {path}: expected a list of questions")
+        raise HotpotError(f"env.qa.hotpot_path: {path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if not isinstance(data, list) or not data:
+        raise HotpotError(f"env.qa.hotpot_path: {path}: expected a non-empty list of questions")
     passages: dict[tuple[str, str], Passage] = {}
     questions: list[Question] = []
     for i, item in enumerate(data):
-        try:
-            question, answer = str(item["question"]).strip(), str(item["answer"]).strip()
-            context = item.get("context", [])
-            for title, sentences in context:
-                text = " ".join(s.strip() for s in sentences if s.strip())
-                key = (str(title), text)
-                passages.setdefault(key, Passage(str(title), f"{title} : {text}"))
-            support = tuple(dict.fromkeys(str(t) for t, _ in item.get("supporting_facts", [])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"env.qa.hotpot_path: {path}: item {i} is not a HotpotQA question ({exc!r})") from None
-        if question and answer:
-            questions.append(Question(question, answer, support))
+        where = f"env.qa.hotpot_path: {path}: item {i}"
+        if not isinstance(item, dict):
+            raise HotpotError(f"{where}: expected an object, not {type(item).__name__}")
+        question = _field(item, "question", str, where).strip()
+        answer = _field(item, "answer", str, where).strip()
+        if not question or not answer:
+            raise HotpotError(f"{where}: empty {'question' if not question else 'answer'}")
+        for j, para in enumerate(_field(item, "context", list, where)):
+            if not isinstance(para, list) or len(para) != 2:
+                raise HotpotError(f"{where}: context[{j}] must be [title, [sentences]]")
+            title, sentences = para
+            if (
+                not isinstance(title, str)
+                or not isinstance(sentences, list)
+                or not all(isinstance(x, str) for x in sentences)
+            ):
+                raise HotpotError(f"{where}: context[{j}] must be [title, [sentences]] of strings")
+            text = " ".join(x.strip() for x in sentences if x.strip())
+            passages.setdefault((title, text), Passage(title, f"{title} : {text}"))
+        facts = item.get("supporting_facts", [])
+        if not isinstance(facts, list) or not all(isinstance(f, list) and f and isinstance(f[0], str) for f in facts):
+            raise HotpotError(f"{where}: supporting_facts must be a list of [title, sentence index]")
+        questions.append(Question(question, answer, tuple(dict.fromkeys(f[0] for f in facts))))
     return list(passages.values()), questions

@@ -10,6 +10,8 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from pipeline.errors import InputError
+
 # Words only: FTS5 query syntax (quotes, AND/OR/NOT/NEAR, column filters, *, ^, parentheses) never reaches the
 # engine, so any user text is a valid query.
 _WORD = re.compile(r"[^\W_]+")
@@ -51,6 +53,10 @@ def build_index(path: str | Path, passages: Iterable[tuple[str, str]], meta: dic
     return len(rows)
 
 
+class SearchIndexError(InputError):
+    """A search index that is empty, foreign or damaged; the message names the file."""
+
+
 class SearchIndex:
     """Read-only access to an index written by ``build_index``; the connection opens on first use."""
 
@@ -65,7 +71,17 @@ class SearchIndex:
                     f"search index {self.path} not found: the init stage builds it (env.name: qa); "
                     "after switching env.name run `erl dvc-yaml` and `dvc repro`"
                 )
-            self._con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            try:  # an empty, foreign or damaged file would otherwise make every search silently find nothing
+                n = con.execute("SELECT count(*) FROM passages").fetchone()[0]
+                con.execute("SELECT key, value FROM meta LIMIT 1").fetchall()
+            except sqlite3.DatabaseError as exc:
+                con.close()
+                raise SearchIndexError(f"{self.path}: not a search index built by init ({exc}); rerun init") from None
+            if n == 0:
+                con.close()
+                raise SearchIndexError(f"{self.path}: the search index holds no passages; rerun init")
+            self._con = con
         return self._con
 
     def search(self, query: str, k: int) -> list[tuple[str, str]]:

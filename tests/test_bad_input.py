@@ -1,0 +1,394 @@
+"""Bad input, case by case (docs/bad-input.md lists every case id here): one line naming the file or key, a
+non-zero exit, nothing written. Stages run in this process on a small artifact tree; model output is
+exercised through the environments and the tables."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from e2e_util import TINY, deep_update
+
+from pipeline import guard, layout
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "bad-input.md"
+
+
+def _params_file(tmp_path: Path, over: dict | None = None, name: str = "params.yaml") -> Path:
+    raw = deep_update(yaml.safe_load((ROOT / "params.yaml").read_text()), copy.deepcopy(TINY))
+    raw["train"].update(epochs=1, epochs_per_stage=0)
+    deep_update(raw, over or {})
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+
+
+def _fails(main, argv: list[str], capsys, code: int, *needles: str) -> str:
+    """Run a stage's main; it must exit ``code`` with exactly one `error:` line holding every needle."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert exc.value.code == code, err
+    assert len(lines) == 1 and "\n" not in lines[0], err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+# ---- params, through the validate stage (what `dvc repro` runs first) -------------------------------------
+
+PARAMS_CASES = {
+    "params-not-utf8": (b"seed: 1\n\xff\xfe\n", "not UTF-8"),
+    "params-bad-yaml": ("update:\n\tlr: 1\n", "not valid YAML"),
+    "params-duplicate-key": ("update:\n  lr: 0.1\n  lr: 0.2\n", "given twice"),
+    "params-not-mapping": ("- 1\n- 2\n", "mapping"),
+    "params-unknown-key": ({"update": {"bogus": 1}}, "update.bogus"),
+    "params-wrong-type": ({"sample": {"sampling": {"temperature": "hot"}}}, "sample.sampling.temperature"),
+    "params-nan": ({"update": {"lr": float("nan")}}, "update.lr"),
+    "params-inf": ({"update": {"kl_coef": float("inf")}}, "update.kl_coef"),
+    "params-null": ({"update": {"lr": None}}, "update.lr"),
+    "params-out-of-range": ({"update": {"lr": -1}}, "update.lr"),
+    "params-tau-range": ({"consolidate": {"tau": 5}}, "consolidate.tau"),
+    "params-seed-huge": ({"seed": 2**64}, "seed"),
+    "params-bool-for-int": ({"sample": {"tasks_per_epoch": True}}, "sample.tasks_per_epoch"),
+    "params-cross-check": ({"env": {"n_train": 3}, "sample": {"tasks_per_epoch": 4}}, "tasks_per_epoch"),
+    "params-launcher": ({"update": {"launcher": "accelerate"}, "train": {"epochs_per_stage": 2}}, "epochs_per_stage"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PARAMS_CASES))
+def test_bad_params_stop_validate_with_one_line(case, tmp_path, capsys):
+    from stages import validate
+
+    content, needle = PARAMS_CASES[case]
+    path = tmp_path / "params.yaml"
+    if isinstance(content, dict):
+        _params_file(tmp_path, content)
+    else:
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    art = tmp_path / "artifacts"
+    _fails(validate.main, ["--params", str(path), "--artifacts", str(art)], capsys, 2, needle, str(path))
+    assert not art.exists(), "nothing is written"
+
+
+def test_params_missing(tmp_path, capsys):
+    from stages import validate
+
+    _fails(validate.main, ["--params", str(tmp_path / "nope.yaml")], capsys, 2, "nope.yaml", "file not found")
+
+
+def test_params_graph_changed(tmp_path, capsys, monkeypatch):
+    """`dvc exp run -S train.epochs=2` on a dvc.yaml made for 1 epoch: validate says what to run instead."""
+    from pipeline import graph
+    from pipeline.config import load_params
+    from stages import validate
+
+    one = _params_file(tmp_path, name="one.yaml")
+    (tmp_path / "dvc.yaml").write_text(graph.render(load_params(one)))
+    two = _params_file(tmp_path, {"train": {"epochs": 2}})
+    monkeypatch.chdir(tmp_path)
+    _fails(
+        validate.main,
+        ["--params", str(two), "--artifacts", "artifacts"],
+        capsys,
+        2,
+        "train.epochs=2",
+        "erl exp run",
+        "erl dvc-yaml",
+    )
+    assert not (tmp_path / "artifacts" / "validated.txt").exists()
+
+
+# ---- HotpotQA files, through init ------------------------------------------------------------------------
+
+GOOD = {
+    "question": "where was zarvo born ?",
+    "answer": "kelm",
+    "context": [["zarvo", ["zarvo was born in kelm ."]]],
+    "supporting_facts": [["zarvo", 0]],
+}
+HOTPOT_CASES = {
+    "hotpot-missing-file": (None, "not found"),
+    "hotpot-not-json": ("[{", "not valid JSON"),
+    "hotpot-not-utf8": (b"[\xff]", "not UTF-8"),
+    "hotpot-sentences-string": ([{**GOOD, "context": [["zarvo", "zarvo was born in kelm ."]]}], "context[0]"),
+    "hotpot-answer-null": ([{**GOOD, "answer": None}], "'answer' must be a str"),
+    "hotpot-no-question": ([{k: v for k, v in GOOD.items() if k != "question"}], "no 'question'"),
+    "hotpot-context-shape": ([{**GOOD, "context": [["zarvo"]]}], "context[0]"),
+    "hotpot-empty-list": ([], "non-empty list"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOTPOT_CASES))
+def test_bad_hotpot_files_stop_init(case, tmp_path, capsys):
+    from stages import init
+
+    content, needle = HOTPOT_CASES[case]
+    data = tmp_path / "hotpot.json"
+    if content is not None:
+        raw = json.dumps(content * 3) if isinstance(content, list) else content
+        data.write_bytes(raw if isinstance(raw, bytes) else raw.encode())
+    params = _params_file(
+        tmp_path,
+        {
+            "env": {"name": "qa", "n_train": 2, "n_test": 1, "qa": {"hotpot_path": str(data)}},
+            "sample": {"tasks_per_epoch": 2},
+        },
+    )
+    art = tmp_path / "artifacts"
+    _fails(init.main, ["--params", str(params), "--artifacts", str(art)], capsys, 1, needle, str(data))
+    assert _files(art) == set(), "nothing is written"
+
+
+# ---- the search index ----------------------------------------------------------------------------------------
+
+
+def _bad_index(case: str, path: Path) -> None:
+    from pipeline.envs.search import build_index
+
+    if case == "index-empty":
+        build_index(path, [])
+    elif case == "index-not-sqlite":
+        path.write_bytes(b"\x00 not a database " * 64)
+    elif case == "index-foreign-schema":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE other (x)")
+        con.commit()
+        con.close()
+
+
+@pytest.mark.parametrize("case", ["index-missing", "index-empty", "index-not-sqlite", "index-foreign-schema"])
+def test_a_bad_search_index_stops_the_first_search(case, tmp_path):
+    from pipeline.envs.qa import QA
+    from pipeline.errors import InputError
+
+    path = tmp_path / "qa_index.sqlite"
+    _bad_index(case, path)
+    env = QA(index_path=path, kb_people=20, kb_cities=5, kb_companies=5)
+    with pytest.raises((InputError, FileNotFoundError)) as exc:
+        env.search("zarvo")
+    assert str(path) in str(exc.value) and "\n" not in str(exc.value)
+
+
+# ---- tables and checkpoints of a small run ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    """init and epoch 1's first attempts of a tiny run, made once; tests damage copies of it."""
+    from stages import init, sample
+
+    tmp = tmp_path_factory.mktemp("tree")
+    params = _params_file(tmp)
+    art = tmp / "artifacts"
+    init.main(["--params", str(params), "--artifacts", str(art)])
+    sample.main(["--epoch", "1", "--params", str(params), "--artifacts", str(art)])
+    guard.release_all()
+    return params, art
+
+
+def _copy(tree, tmp_path: Path) -> tuple[Path, Path]:
+    params, art = tree
+    dst = tmp_path / "artifacts"
+    shutil.copytree(art, dst)
+    return params, dst
+
+
+def _damage_table(case: str, path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    if case == "parquet-missing":
+        path.unlink()
+    elif case == "parquet-truncated":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    elif case == "parquet-corrupt":
+        for i in range(len(data) // 3, len(data) // 3 + 64):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif case == "parquet-wrong-table":
+        shutil.copy(path.parent.parent / "init" / "memory.parquet", path)
+
+
+@pytest.mark.parametrize("case", ["parquet-missing", "parquet-truncated", "parquet-corrupt", "parquet-wrong-table"])
+def test_a_damaged_table_stops_the_stage_reading_it(case, tree, tmp_path, capsys):
+    from stages import feedback
+
+    params, art = _copy(tree, tmp_path)
+    attempts = layout.epoch_dir(1, art) / "attempts.parquet"
+    _damage_table(case, attempts)
+    _fails(feedback.main, ["--epoch", "1", "--params", str(params), "--artifacts", str(art)], capsys, 1, str(attempts))
+    assert not (layout.epoch_dir(1, art) / "feedback.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "case,file",
+    [
+        ("checkpoint-flipped-byte", "model.safetensors"),
+        ("checkpoint-missing-file", "tokenizer.json"),
+        ("checkpoint-no-manifest", "checkpoint.json"),
+        ("checkpoint-extra-file", "stray.safetensors"),
+    ],
+)
+def test_a_damaged_checkpoint_is_named_when_loaded(case, file, tree, tmp_path, capsys):
+    from stages import sample
+
+    params, art = _copy(tree, tmp_path)
+    policy = layout.policy_dir(0, art)
+    victim = art / "init" / file if file == "checkpoint.json" else policy / file
+    if case == "checkpoint-flipped-byte":
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        victim.write_bytes(bytes(data))
+    elif case == "checkpoint-extra-file":
+        victim.write_bytes(b"not weights")
+    else:
+        victim.unlink()
+    attempts = layout.epoch_dir(1, art) / "attempts.parquet"
+    attempts.unlink()
+    _fails(sample.main, ["--epoch", "1", "--params", str(params), "--artifacts", str(art)], capsys, 1, str(victim))
+    assert not attempts.exists()
+
+
+def test_a_second_writer_is_refused_naming_the_holder(tree, tmp_path, capsys):
+    from stages import feedback
+
+    params, art = _copy(tree, tmp_path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from pipeline import guard; "
+            "guard.hold_lock(Path(sys.argv[1]), 'sample'); print('held', flush=True); time.sleep(60)",
+            str(art),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        line = _fails(
+            feedback.main,
+            ["--epoch", "1", "--params", str(params), "--artifacts", str(art)],
+            capsys,
+            1,
+            "in use by stage sample",
+            f"pid {holder.pid}",
+        )
+        assert str(art) in line
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert not (layout.epoch_dir(1, art) / "feedback.parquet").exists()
+
+
+# ---- model output: never an error ------------------------------------------------------------------------------
+
+
+def test_reply_no_block():
+    from pipeline.envs.frozenlake import FrozenLake
+
+    env = FrozenLake()
+    state = env.reset(env.generate("t", 1, 0)[0])
+    _, step = env.step(state, "I would go right, I think.")
+    assert step.action is None and not step.valid and not step.moved
+    assert "no effect" in env.message(state, step)
+
+
+def test_reply_huge():
+    from pipeline.envs.frozenlake import FrozenLake
+
+    env = FrozenLake()
+    state = env.reset(env.generate("t", 1, 0)[0])
+    _, step = env.step(state, "thinking " * 11_000 + "```left``` then ```down```")
+    assert step.action == "down"
+
+
+def test_reply_control_chars(tmp_path):
+    from pipeline.artifacts import read_rows, write_table
+    from pipeline.envs.frozenlake import FrozenLake
+
+    reply = "```\x00left\x07```\x1b[31m \u202e"
+    env = FrozenLake()
+    _, step = env.step(env.reset(env.generate("t", 1, 0)[0]), reply)
+    assert step.action is None
+    row = {
+        "rollout_id": "r",
+        "task_id": "t",
+        "epoch": 1,
+        "sample_idx": 0,
+        "reward": 0.0,
+        "success": False,
+        "outcome": "",
+        "n_turns": 1,
+        "actions": [None],
+        "responses": [reply],
+    }
+    write_table("eval", [row], tmp_path / "eval.parquet", {})
+    assert read_rows("eval", tmp_path / "eval.parquet")[0]["responses"] == [reply]
+
+
+def test_reflection_nested_tags():
+    from pipeline.prompts import parse_reflection
+
+    assert parse_reflection("<prompt>a <prompt>b</prompt> c</prompt> <prompt>d") == ("d", True)
+    assert parse_reflection("x </prompt> y") == ("x </prompt> y", False)
+
+
+def test_qa_unclosed_boxed(tmp_path):
+    from pipeline.envs.qa import QA
+
+    env = QA(index_path=tmp_path / "none.sqlite", kb_people=20, kb_cities=5, kb_companies=5)
+    task = env.generate("train", 1, 0)[0]
+    state, step = env.step(env.reset(task), "\\boxed{kelm")
+    assert not step.valid and not step.done
+    assert "boxed" in env.message(state, step).lower()
+
+
+# ---- the table in docs/bad-input.md is these tests ------------------------------------------------------------
+
+
+def test_every_case_in_the_document_is_tested_here():
+    doc = set(re.findall(r"^\| ([a-z0-9-]+) \|", DOC.read_text(), re.M)) - {"id"}
+    here = (
+        set(PARAMS_CASES)
+        | set(HOTPOT_CASES)
+        | {
+            "params-missing",
+            "params-graph-changed",
+            "index-missing",
+            "index-empty",
+            "index-not-sqlite",
+            "index-foreign-schema",
+            "parquet-missing",
+            "parquet-truncated",
+            "parquet-corrupt",
+            "parquet-wrong-table",
+            "checkpoint-flipped-byte",
+            "checkpoint-missing-file",
+            "checkpoint-no-manifest",
+            "checkpoint-extra-file",
+            "second-writer",
+            "reply-no-block",
+            "reply-huge",
+            "reply-control-chars",
+            "reflection-nested-tags",
+            "qa-unclosed-boxed",
+        }
+    )
+    assert doc == here and len(doc) >= 30, (doc ^ here, len(doc))
