@@ -24,6 +24,7 @@ commands:
   diff RUN_A RUN_B         compare two runs' artifacts: table contents, checkpoint bytes, metrics
   compare [--seeds K]      ERL vs RLVR vs ablations, k seeds each -> reports/compare.{md,html,csv}
   bench                    time each stage of a small run: wall time, start-up and DVC overhead
+  faults [--trials N]      kill the pipeline at random points, rerun it, compare with an uninterrupted run
 
 The usual way to train is plain `dvc repro` (or `dvc exp run -S key=value`).
 """
@@ -34,6 +35,7 @@ TOOLS = {  # command -> (module, function)
     "diff": ("tools.diffruns", "main"),
     "compare": ("tools.compare", "main"),
     "bench": ("tools.bench", "main"),
+    "faults": ("tools.faults", "main"),
 }
 
 
