@@ -168,6 +168,19 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("parent_sha256", _str),
         ]
     ),
+    "eval_retries": pa.schema(
+        [
+            ("rollout_id", _str),  # the failed held-out first attempt
+            ("task_id", _str),
+            ("epoch", pa.int32()),
+            ("memory_version", pa.int32()),  # the memory the reflection read; null without reflection
+            ("reflection", _str),  # the policy's reflection on the failure; null for RLVR
+            ("guided_reward", pa.float64()),  # the second attempt under the reflection; null without one
+            ("guided_success", pa.bool_()),
+            ("plain_reward", pa.float64()),  # a plain second try under s0 (RLVR's best of two)
+            ("plain_success", pa.bool_()),
+        ]
+    ),
     "eval": pa.schema(
         [
             ("rollout_id", _str),

@@ -61,6 +61,14 @@ class FrozenLakeParams(_Strict):
         "2 0.'), and the warm start's reflection note copies that move ('last right 2 0') instead "
         "of where the attempt ended ('last 2 1')",
     )
+    hidden_holes: int = Field(
+        0,
+        ge=0,
+        le=3,
+        description="holes that look like frozen ice (D) on the board: drawn on a shortest path from start to goal, "
+        "with the goal still reachable within the budget around them, so only falling in reveals them and a "
+        "reflection can carry what the board does not show (0 = every hole visible, as in the paper)",
+    )
     summary_boards: bool = Field(
         False,
         description="the reflector's compact summary (prompts: tiny) shows the start and final boards; "
@@ -363,6 +371,13 @@ class EvaluateParams(_Strict):
     )
     samples_per_task: int = Field(4, ge=1)
     sampling: Sampling = Sampling(temperature=0.7, top_p=0.8, top_k=20)
+    reflect_every: int = Field(
+        0,
+        ge=0,
+        description="beyond the paper: every k evaluated epochs (and the last) each failed held-out attempt also "
+        "gets the policy's own reflection and a second attempt under it, and a plain second try under s0 "
+        "(eval_retries.parquet); 0 = never",
+    )
 
 
 class TrainParams(_Strict):
@@ -408,6 +423,11 @@ class Params(_Strict):
         """Whether held-out evaluation runs after ``epoch`` (0 = the initial policy): every evaluate.every epochs
         and after the last."""
         return epoch == 0 or epoch == self.train.epochs or epoch % self.evaluate.every == 0
+
+    def reflects_held_out(self, epoch: int) -> bool:
+        """Whether the held-out evaluation after ``epoch`` also runs second attempts (evaluate.reflect_every)."""
+        k = self.evaluate.reflect_every
+        return epoch > 0 and k > 0 and self.evaluated(epoch) and (epoch % k == 0 or epoch == self.train.epochs)
 
     def retained(self, epoch: int) -> bool:
         """Whether the checkpoint of ``epoch`` is kept (a DVC output) rather than deleted two epochs later:

@@ -1,6 +1,8 @@
-"""Batched generation on transformers: left padding, KV cache, one forward per new token for the whole
-batch, and per-row random generators so a row's sample depends only on its own seed. The vLLM engine
-(pipeline/vllm_engine.py) serves the same interface on GPUs."""
+"""Batched generation on transformers: left padding, a KV cache, one forward per new token for the rows still
+generating (a row that produced its stop token leaves the batch and its cache), and sampling by the Gumbel-max
+trick from counter-based noise: the noise of token v at step t of a row is a hash of (the row's seed, t, v), so a
+row's sample depends only on its own seed and logits, whatever else is in the batch, and a whole batch is sampled
+in one vectorised operation. The vLLM engine (pipeline/vllm_engine.py) serves the same interface on GPUs."""
 
 from __future__ import annotations
 
@@ -80,44 +82,73 @@ class HFEngine:
             mask[r, width - len(p) :] = 1
         ids, mask = ids.to(dev), mask.to(dev)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        stop = torch.tensor(self.stop_ids, device=dev)
-        done = torch.zeros(bsz, dtype=torch.bool, device=dev)
-        new_tokens: list[torch.Tensor] = []
+        keys = torch.tensor([int(s) & MASK63 for s in seeds], dtype=torch.long, device=dev)
+        stop = torch.tensor(self.stop_ids, dtype=torch.long, device=dev)
+        rows = torch.arange(bsz, device=dev)  # the batch rows still generating
+        steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, their new token) per step
         cache = DynamicCache()
         step_ids, step_pos = ids, pos
-        for _ in range(sampling.max_new_tokens):
-            logits = (
-                self.model(
-                    input_ids=step_ids,
-                    attention_mask=mask,
-                    position_ids=step_pos,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                .logits[:, -1, :]
-                .float()
-            )
-            if sampling.temperature == 0:
-                nxt = logits.argmax(-1)
-            else:
-                probs = torch.softmax(filter_logits(logits, sampling), dim=-1).cpu()
-                nxt = torch.stack([torch.multinomial(probs[r], 1, generator=gens[r])[0] for r in range(bsz)]).to(dev)
-            nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
-            new_tokens.append(nxt)
-            done = done | torch.isin(nxt, stop)
-            if bool(done.all()):
+        for t in range(sampling.max_new_tokens):
+            logits = self.model(
+                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache, use_cache=True
+            ).logits[:, -1, :]
+            nxt = sample(logits.float(), sampling, keys[rows], t)
+            steps.append((rows, nxt))
+            going = ~torch.isin(nxt, stop)
+            if not bool(going.any()):
                 break
+            if not bool(going.all()):  # finished rows leave the batch, with their cache
+                keep = going.nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                rows, nxt, mask, step_pos = rows[keep], nxt[keep], mask[keep], step_pos[keep]
             step_ids = nxt[:, None]
             step_pos = step_pos[:, -1:] + 1
-            # Finished rows keep receiving pad tokens; their outputs are discarded, so the mask stays 1.
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        toks = torch.stack(new_tokens, dim=1).tolist()
-        result = []
-        for row in toks:
-            cut = next((j for j, t in enumerate(row) if t in self.stop_ids), None)
-            result.append(Generation(row if cut is None else row[: cut + 1], cut is not None))
-        return result
+        out: list[list[int]] = [[] for _ in range(bsz)]
+        for r, tok in steps:
+            for row, tid in zip(r.tolist(), tok.tolist()):
+                out[row].append(tid)
+        stops = set(self.stop_ids)
+        return [Generation(toks, bool(toks) and toks[-1] in stops) for toks in out]
+
+
+# ---- sampling ------------------------------------------------------------------------------------------------
+
+MASK63 = (1 << 63) - 1
+
+
+def _signed(x: int) -> int:
+    """A 64-bit constant as torch's int64 holds it (two's complement)."""
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+_GOLDEN, _MIX1, _MIX2 = _signed(0x9E3779B97F4A7C15), _signed(0xBF58476D1CE4E5B9), _signed(0x94D049BB133111EB)
+
+
+def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logical right shift of int64 tensors (torch's >> is arithmetic)."""
+    return (x >> k) & ((1 << (64 - k)) - 1)
+
+
+def uniform_noise(keys: torch.Tensor, step: int, vocab: int) -> torch.Tensor:
+    """[rows, vocab] uniforms in (0, 1), each a function of (its row's key, ``step``, the token) alone: splitmix64
+    over the three, in int64 arithmetic that wraps around (a counter-based generator, as Philox is)."""
+    v = torch.arange(vocab, dtype=torch.long, device=keys.device)
+    t = torch.full((), step + 1, dtype=torch.long, device=keys.device)
+    z = keys[:, None] * _GOLDEN + t * _MIX1 + v[None, :] * _MIX2 + _GOLDEN
+    z = (z ^ _shr(z, 30)) * _MIX1
+    z = (z ^ _shr(z, 27)) * _MIX2
+    z = z ^ _shr(z, 31)
+    return (_shr(z, 11).double() + 0.5) * (1.0 / (1 << 53))
+
+
+def sample(logits: torch.Tensor, sampling: Sampling, keys: torch.Tensor, step: int) -> torch.Tensor:
+    """One token per row of [rows, vocab] logits: argmax at temperature 0; otherwise the Gumbel-max trick, the
+    argmax of the filtered, tempered logits plus Gumbel noise, which draws exactly from their softmax."""
+    if sampling.temperature == 0:
+        return logits.argmax(-1)
+    gumbel = -torch.log(-torch.log(uniform_noise(keys, step, logits.shape[-1])))
+    return (filter_logits(logits, sampling).double() + gumbel).argmax(-1)
 
 
 def usable_cores() -> int:

@@ -14,6 +14,7 @@ the gain stays at deployment with no extra inference cost. RLVR is the same roun
   5  consolidation          consolidate()          stages/consolidate.py  samples.parquet, memory.parquet
   6  policy update          update()               stages/update.py       policy/, updates.parquet, steps.parquet
   7  evaluation             evaluate()             stages/evaluate.py     eval.parquet, metrics.json
+     (beyond the paper)     evaluate_second_attempts()                    eval_retries.parquet
 
 Each function takes the validated params ``p``, the epoch and the rows of the tables it reads, and returns the
 rows of the tables it writes; the stages do the file I/O and the lineage. The pieces these steps call are in
@@ -536,9 +537,10 @@ def update(
 # ---- 7. evaluation ---------------------------------------------------------------------------------------
 
 
-def evaluate(p: Params, epoch: int, test_tasks: list[dict], policy, env: Env) -> tuple[list[dict], list[dict]]:
+def evaluate(p: Params, epoch: int, test_tasks: list[dict], policy, env: Env) -> tuple[list[dict], list]:
     """Held-out first attempts only, as at deployment: s0, no reflection, no memory, ``evaluate.samples_per_task``
-    samples per test task. Returns the eval rows and each episode's token ids (for :func:`kl_to_initial`)."""
+    samples per test task. Returns the eval rows and the episodes (for :func:`kl_to_initial` and
+    :func:`evaluate_second_attempts`)."""
     from pipeline.rollout import Episode, run_episodes
 
     budget = budget_of(p.env)
@@ -579,10 +581,96 @@ def evaluate(p: Params, epoch: int, test_tasks: list[dict], policy, env: Env) ->
                 "responses": ep.responses,
             }
         )
-    return rows, [{"prompt_ids": ep.prompt_ids, "response_ids": ep.response_ids} for ep in episodes]
+    return rows, episodes
 
 
-def kl_to_initial(p: Params, policy, initial: Path, replies: list[dict]) -> float | None:
+def evaluate_second_attempts(
+    p: Params, epoch: int, rows: list[dict], episodes, memory_rows: list[dict], policy, env: Env
+) -> list[dict]:
+    """Beyond the paper, which evaluates first attempts only: for each failed held-out first attempt, the policy's
+    own reflection (reading the current memory, as in training) and a second attempt under it, and a plain second
+    try under s0 (for RLVR, its best of two attempts). Evaluation sampling throughout; never trained."""
+    from pipeline.rollout import Episode, run_episodes
+
+    budget, prompts = budget_of(p.env), prompt_set(p.policy.prompts, p.env.name)
+    s0 = prompts.system
+    by_id = {ep.rollout_id: ep for ep in episodes}
+    summaries = [
+        {
+            "rollout_id": r["rollout_id"],
+            "task_id": r["task_id"],
+            "reward": r["reward"],
+            "success": r["success"],
+            "summary": env.summary(
+                by_id[r["rollout_id"]].trace(budget),
+                by_id[r["rollout_id"]].initial_observation,
+                prompts.compact_summary,
+                prompts.annotated_summary,
+            ),
+        }
+        for r in rows
+    ]
+    failed = [f for f in summaries if not f["success"]]
+    if not failed:
+        return []
+    systems: dict[str, str] = {}
+    refl: dict[str, dict] = {}
+    if p.reflects:
+        for r in reflections(p, epoch, summaries, memory_rows, policy):
+            refl[r["rollout_id"]] = r
+            systems[r["rollout_id"]] = retry_system(prompts, r["reflection"])
+    elif p.retries:  # the no-reflection ablation's second attempt
+        batch = batch_line(summaries)
+        for f in failed:
+            systems[f["rollout_id"]] = prompts.no_reflection_system.format(
+                summary=f["summary"], context=_context(prompts, f, batch)
+            )
+    task = {ep.rollout_id: ep.task for ep in episodes}
+    plain = [
+        Episode(
+            f"{f['rollout_id']}-plain",
+            task[f["rollout_id"]],
+            s0,
+            derive_seed(p.seed, epoch, "eval-plain", f["rollout_id"]),
+        )
+        for f in failed
+    ]
+    guided = [
+        Episode(f"{rid}-guided", task[rid], system, derive_seed(p.seed, epoch, "eval-guided", rid))
+        for rid, system in systems.items()
+    ]
+    run_episodes(
+        policy.engine,
+        policy.tokenizer,
+        env,
+        plain + guided,
+        p.evaluate.sampling,
+        p.policy.history,
+        p.policy.max_prompt_tokens,
+        budget,
+        desc=f"evaluate e{epoch} second attempts",
+    )
+    second = {ep.rollout_id: env.reward(ep.trace(budget)) for ep in plain + guided}
+    out = []
+    for f in failed:
+        rid, g = f["rollout_id"], second.get(f"{f['rollout_id']}-guided")
+        out.append(
+            {
+                "rollout_id": rid,
+                "task_id": f["task_id"],
+                "epoch": epoch,
+                "memory_version": refl[rid]["memory_version"] if rid in refl else None,
+                "reflection": refl[rid]["reflection"] if rid in refl else None,
+                "guided_reward": g,
+                "guided_success": None if g is None else g >= p.consolidate.tau,
+                "plain_reward": second[f"{rid}-plain"],
+                "plain_success": second[f"{rid}-plain"] >= p.consolidate.tau,
+            }
+        )
+    return out
+
+
+def kl_to_initial(p: Params, policy, initial: Path, episodes) -> float | None:
     """Per-token KL(policy[e] || policy[0]) on the held-out replies, exact over the vocabulary: how far the
     policy has moved from where it started (transformers engine only; None with vLLM)."""
     model = getattr(policy.engine, "model", None)
@@ -592,4 +680,5 @@ def kl_to_initial(p: Params, policy, initial: Path, replies: list[dict]) -> floa
     from pipeline.trainer import mean_token_kl
 
     ref, _ = load_causal_lm(str(initial), p.policy.dtype, device=str(policy.engine.device))
+    replies = [{"prompt_ids": ep.prompt_ids, "response_ids": ep.response_ids} for ep in episodes]
     return mean_token_kl(model, ref, replies, policy.engine.pad_id, policy.engine.device, p.update.micro_batch_tokens)

@@ -71,10 +71,19 @@ def _step(stage: str, epoch: int | None, env: str, deps: list[Path], outs: list[
 
 def _tables(e: int) -> dict[str, Path]:
     d = layout.epoch_dir(e)
-    return {
-        n: d / f"{n}.parquet"
-        for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory", "updates", "steps", "eval")
-    }
+    names = (
+        "attempts",
+        "feedback",
+        "reflections",
+        "retries",
+        "samples",
+        "memory",
+        "updates",
+        "steps",
+        "eval",
+        "eval_retries",
+    )
+    return {n: d / f"{n}.parquet" for n in names}
 
 
 def _checkpoint_outs(p: Params, e: int) -> list[Path]:
@@ -131,7 +140,12 @@ def _epoch_steps(p: Params, e: int, env: str, tr: Path, te: Path, env_deps: list
         ),
         name("update", e): update,
         name("evaluate", e): _step(
-            "evaluate", e, env, _evaluate_deps(p, e, te, env_deps), [t["eval"]], [layout.metrics_path(e)]
+            "evaluate",
+            e,
+            env,
+            _evaluate_deps(p, e, te, env_deps),
+            [t["eval"], t["eval_retries"]],
+            [layout.metrics_path(e)],
         ),
     }
 
@@ -144,7 +158,18 @@ def _block(p: Params, a: int, b: int, env: str, tr: Path, te: Path, env_deps: li
         t = _tables(e)
         outs += [
             t[n]
-            for n in ("attempts", "feedback", "reflections", "retries", "samples", "memory", "updates", "steps", "eval")
+            for n in (
+                "attempts",
+                "feedback",
+                "reflections",
+                "retries",
+                "samples",
+                "memory",
+                "updates",
+                "steps",
+                "eval",
+                "eval_retries",
+            )
         ] + _checkpoint_outs(p, e)
     deps = [
         layout.checkpoint_path(a - 1),

@@ -4,6 +4,9 @@ No torch here.
 eval_success        held-out first-attempt success rate (s0 only, no reflection, no memory)
 eval_reward         held-out mean first-attempt reward
 eval_kl             per-token KL(policy[e] || policy[0]) on the held-out replies (exact, over the vocabulary)
+eval_reflect_success   held-out success after one more attempt guided by the policy's own reflection on each
+                    failure (evaluate.reflect_every; beyond the paper)
+eval_two_tries_success held-out success after one more plain attempt under s0 on each failure (best of two)
 train_pre_success   training success of first attempts, before reflection
 train_post_success  training success after reflection: a first-attempt success counts, else the retry's
 reflections         reflections generated this epoch
@@ -30,11 +33,24 @@ def _mean(xs) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def eval_metrics(eval_rows: list[dict]) -> dict:
-    return {
+def eval_metrics(eval_rows: list[dict], second: list[dict] | None = None) -> dict:
+    """Held-out metrics; with ``second`` (the eval_retries rows of an epoch that ran them) also the success after
+    one more attempt, guided by the policy's reflection or plain."""
+    out = {
         "eval_success": _mean(float(r["success"]) for r in eval_rows),
         "eval_reward": _mean(r["reward"] for r in eval_rows),
     }
+    if second is not None:
+
+        def after(kind: str) -> float | None:
+            if any(r[f"{kind}_success"] is None for r in second):
+                return None  # no such second attempt in this run (RLVR has no reflections)
+            won = {r["rollout_id"] for r in second if r[f"{kind}_success"]}
+            return _mean(float(r["success"] or r["rollout_id"] in won) for r in eval_rows)
+
+        out["eval_reflect_success"] = after("guided")
+        out["eval_two_tries_success"] = after("plain")
+    return out
 
 
 def train_metrics(feedback, reflections, retries, memory, samples, steps, epoch: int) -> dict:

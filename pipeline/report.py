@@ -13,6 +13,8 @@ from pathlib import Path
 COLUMNS = [
     "epoch",
     "eval_success",
+    "eval_reflect_success",
+    "eval_two_tries_success",
     "eval_reward",
     "eval_kl",
     "train_pre_success",
@@ -83,6 +85,12 @@ def _pyplot():
     return plt
 
 
+def outside_legend(ax, ncol: int = 2) -> None:
+    """The legend under the axes, where it cannot cover a curve."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=ncol, fontsize=8, frameon=False)
+
+
 def plot_success(rows, path: Path, title: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -92,6 +100,8 @@ def plot_success(rows, path: Path, title: str) -> None:
         ("train_post_success", "training, after reflection", "-"),
         ("retry_success", "failed tasks: retry with reflection", "--"),
         ("retry_control_success", "failed tasks: plain retry under s0", ":"),
+        ("eval_reflect_success", "held-out, one more attempt after reflection", "-."),
+        ("eval_two_tries_success", "held-out, best of two plain attempts", "-."),
     ]:
         x, y = _series(rows, key)
         if x:
@@ -101,9 +111,8 @@ def plot_success(rows, path: Path, title: str) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    outside_legend(ax)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -134,9 +143,8 @@ def plot_training(rows, path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        outside_legend(ax, ncol=1)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -4,15 +4,13 @@ are kept for training (environment tokens are never trained on)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from pipeline.config import Sampling
 from pipeline.envs.base import Env, Step, Task, Trace
+from pipeline.progress import Progress
 from pipeline.seeding import derive_seed
 
 
@@ -81,7 +79,7 @@ def run_episodes(
     for ep in episodes:
         ep.state = env.reset(ep.task)
         ep.initial_observation = env.render(ep.state)
-    bar = tqdm(total=len(episodes), desc=desc, unit="ep", file=sys.stderr, disable=None)
+    bar = Progress(len(episodes), desc)
     for turn in range(budget):
         active = [ep for ep in episodes if not ep.done]
         if not active:

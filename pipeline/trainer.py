@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import sys
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from pipeline.config import UpdateParams
 from pipeline.losses import answer_loss, k3_kl, ppo_clip, token_logprobs
+from pipeline.progress import Progress
 
 
 @dataclass
@@ -121,7 +120,7 @@ def train_epoch(
     )
     n_mb = math.ceil(max(counts) / m)
     n_steps = u.ppo_epochs * n_mb
-    bar = tqdm(total=n_steps, desc="update", file=sys.stderr, disable=None or not accelerator.is_main_process)
+    bar = Progress(n_steps, "update", enabled=accelerator.is_main_process)
     for ppo_epoch in range(u.ppo_epochs):
         rng.shuffle(order)
         for j in range(n_mb):
@@ -212,8 +211,7 @@ def train_epoch(
                 }
             )
             step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{tot_loss / max(1, len(mb)):.4f}", kl=f"{tot_kl / max(1, n_tok):.2e}")
+            bar.update(1, loss=f"{tot_loss / max(1, len(mb)):.4f}", kl=f"{tot_kl / max(1, n_tok):.2e}")
     bar.close()
     model.eval()
     return sample_rows, step_rows

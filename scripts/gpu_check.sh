@@ -1,64 +1,62 @@
 #!/usr/bin/env bash
-# GPU check: the GPU tests, then a short run of the pipeline on CUDA through the stage CLIs.
+# GPU check, about 5 minutes on one H200 with no network and nothing to install but the carried wheels:
 #
-#   bash scripts/gpu_check.sh [EPOCHS] [PARAMS]      # defaults: 3 epochs, params.yaml
+#   bash scripts/gpu_check.sh [PARAMS]        # default: params.paper.yaml for the update check
 #
-# 1. pytest -m gpu (the vLLM test skips unless the vllm extra is installed);
-# 2. init, then epochs 1..EPOCHS in one process (stages.epochs), timed;
-# 3. epoch EPOCHS+1 one step at a time, its update under `accelerate launch` (one process per GPU);
-# 4. epoch 1's sample step again on the same checkpoint: are the attempts identical on this GPU?
-# Prints the device, the package versions, each step's time and held-out success per epoch. Writes under
-# $GPU_CHECK_DIR (default: a temporary folder) and nowhere in the project.
-set -euo pipefail
+# 1. the packages there, and the pipeline's own needs from .whl/ (pydantic: `pip download` them here first);
+# 2. pytest -m gpu (the vLLM test skips: vLLM cannot be brought to these machines);
+# 3. one update of a randomly initialised Qwen3-4B-shaped model at PARAMS' update settings (fp32 master weights,
+#    bf16 compute, gradient checkpointing, chunked log-probs): peak memory and tokens/s against gpumem's estimate;
+# 4. the embedded default on CUDA: init and epochs 1-2 in one process (timed), epoch 3 step by step with its update
+#    under `accelerate launch` (one process per GPU), then epoch 1's sample step again: identical rollouts?
+# Writes under $GPU_CHECK_DIR (default: a temporary folder) and, with $OUT set, a copy of the results there.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-3}
-PARAMS=${2:-params.yaml}
+PARAMS=${1:-params.paper.yaml}
 PY=${PYTHON:-python3}
-export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 DIR=${GPU_CHECK_DIR:-$(mktemp -d)}
 A=$DIR/artifacts
+if ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$DIR/site" .whl/*.whl \
+    && export PYTHONPATH="$DIR/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
 NGPU=$($PY -c "import torch; print(max(torch.cuda.device_count(), 1))")
 MULTI=$([ "$NGPU" -gt 1 ] && echo --multi_gpu || true)
-$PY - <<'EOF'
-import importlib.metadata as md, platform, torch
-print("python", platform.python_version(), "| torch", torch.__version__, "| cuda", torch.version.cuda,
-      "|", ", ".join(f"{p} {md.version(p)}" for p in ("transformers", "accelerate", "tokenizers")))
-print("devices:", [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] or "none (CPU)")
-EOF
 t() { local s=$SECONDS label=$1; shift; "$@"; echo "== $label: $(( SECONDS - s )) s"; }
 
-echo "== 1. GPU tests"
-$PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py || echo "== GPU TESTS FAILED"
+echo "== 1. machine"
+$PY - <<'EOF'
+import importlib.metadata as md, platform, torch
+print("python", platform.python_version(), "| torch", torch.__version__, "| cuda", torch.version.cuda, "|",
+      ", ".join(f"{p} {md.version(p)}" for p in ("transformers", "accelerate", "tokenizers", "pydantic")))
+print("devices:", [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] or "none (CPU)")
+EOF
 
-echo "== 2. init + epochs 1-$N ($PARAMS, artifacts in $A)"
-t init $PY -m stages.init --params "$PARAMS" --artifacts "$A" 2>&1 | grep -v "it/s\]$" | tail -n 3
-t "epochs 1-$N" $PY -m stages.epochs --first 1 --last "$N" --params "$PARAMS" --artifacts "$A" 2>&1 | grep -E "evaluate|epochs|==" | tail -n $((N + 3))
+echo "== 2. GPU tests"
+t "gpu tests" $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tail -n 5
 
-e=$((N + 1))
-echo "== 3. epoch $e step by step, update under accelerate launch ($NGPU processes)"
+echo "== 3. one update of a Qwen3-4B-shaped model at $PARAMS"
+t "4B update" $PY scripts/gpu_update_check.py --params "$PARAMS" --samples 16 --tokens 2048 2>&1 | grep -v "it/s" \
+  | tee "$DIR/update_4b.txt" | tail -n 40
+
+echo "== 4. the embedded default on CUDA ($NGPU GPU(s)); artifacts in $A"
+P=params.yaml
+t init $PY -m stages.init --params $P --artifacts "$A" 2>&1 | grep -v "it/s\]$" | tail -n 3
+t "epochs 1-2" $PY -m stages.epochs --first 1 --last 2 --params $P --artifacts "$A" 2>&1 | grep -E "held-out|epochs" | tail -n 4
 for s in sample feedback reflect retry consolidate; do
-  t $s $PY -m stages.$s --epoch $e --params "$PARAMS" --artifacts "$A" 2>&1 | tail -n 2
+  t "$s e3" $PY -m stages.$s --epoch 3 --params $P --artifacts "$A" 2>&1 | tail -n 1
 done
-t "update (accelerate launch)" $PY -m accelerate.commands.launch $MULTI --num_processes "$NGPU" --num_machines 1 \
-  --mixed_precision no --dynamo_backend no -m stages.update --epoch $e --params "$PARAMS" --artifacts "$A" 2>&1 | tail -n 3
-t evaluate $PY -m stages.evaluate --epoch $e --params "$PARAMS" --artifacts "$A" 2>&1 | tail -n 2
-
-echo "== 4. epoch 1's sample step again on the same checkpoint"
+t "update e3 (accelerate launch)" $PY -m accelerate.commands.launch $MULTI --num_processes "$NGPU" --num_machines 1 \
+  --mixed_precision no --dynamo_backend no -m stages.update --epoch 3 --params $P --artifacts "$A" 2>&1 | tail -n 2
+t "evaluate e3" $PY -m stages.evaluate --epoch 3 --params $P --artifacts "$A" 2>&1 | tail -n 1
 cp "$A/epoch_001/attempts.parquet" "$DIR/attempts_first.parquet"
-$PY -m stages.sample --epoch 1 --params "$PARAMS" --artifacts "$A" >/dev/null 2>&1
+$PY -m stages.sample --epoch 1 --params $P --artifacts "$A" >/dev/null 2>&1
 $PY - "$DIR/attempts_first.parquet" "$A/epoch_001/attempts.parquet" <<'EOF'
 import sys, pyarrow.parquet as pq
-a, b = (pq.read_table(p).drop(["seed"]) for p in sys.argv[1:3])
+a, b = (pq.read_table(p) for p in sys.argv[1:3])
 diff = sum(x != y for x, y in zip(a.column("responses").to_pylist(), b.column("responses").to_pylist()))
-print(f"identical attempts: {a.equals(b)} ({diff} of {a.num_rows} rollouts' responses differ)")
+print(f"epoch 1 sampled again on the same checkpoint: identical rollouts {a.equals(b)} ({diff} of {a.num_rows} differ)")
 EOF
-
-echo "== held-out success per epoch"
-$PY - "$A" <<'EOF'
-import json, sys
-from pathlib import Path
-for m in sorted(Path(sys.argv[1]).glob("epoch_*/metrics.json")):
-    d = json.loads(m.read_text())
-    print(f"epoch {d['epoch']:3d}  held-out {d['eval_success']:.3f}  train pre {d['train_pre_success']:.3f}  "
-          f"post {d['train_post_success']:.3f}")
-EOF
+if [ -n "${OUT:-}" ]; then cp "$DIR/update_4b.txt" "$OUT/" 2>/dev/null; fi

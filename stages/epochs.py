@@ -45,7 +45,7 @@ OUTPUTS = {
     "retry": ("retries",),
     "consolidate": ("samples", "memory"),
     "update": ("updates", "steps"),
-    "evaluate": ("eval",),
+    "evaluate": ("eval", "eval_retries"),
 }
 
 

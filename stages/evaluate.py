@@ -18,7 +18,17 @@ from pipeline.metrics import eval_metrics, train_metrics
 from pipeline.policy import Policy
 
 log = logging.getLogger("erl")
-KEYS = ("seed", "env", "policy", "evaluate", "consolidate.tau", "update.micro_batch_tokens")
+KEYS = (
+    "seed",
+    "algorithm",
+    "ablation",
+    "env",
+    "policy",
+    "reflect",
+    "evaluate",
+    "consolidate.tau",
+    "update.micro_batch_tokens",
+)
 TRAIN_TABLES = ("feedback", "reflections", "retries", "memory", "samples", "steps")
 
 
@@ -26,22 +36,28 @@ def main(argv=None) -> None:
     ctx = stagekit.parse("evaluate", __doc__, argv=argv, min_epoch=0)
     with stagekit.stage_errors("evaluate"):
         p, e = ctx.params, ctx.epoch
-        rows, inputs, metrics = [], [], {"epoch": e, "eval_kl": None}
+        rows, second, inputs, metrics = [], [], [], {"epoch": e, "eval_kl": None}
         if p.evaluated(e):  # held-out rollouts every evaluate.every epochs; training metrics every epoch
-            policy = Policy(p, ctx.policy(e))
-            rows, replies = erl.evaluate(p, e, read_rows("tasks", ctx.tasks_test), policy, make_env(p.env, ctx.root))
+            policy, env = Policy(p, ctx.policy(e)), make_env(p.env, ctx.root)
+            rows, episodes = erl.evaluate(p, e, read_rows("tasks", ctx.tasks_test), policy, env)
             inputs = [ctx.policy(e), ctx.tasks_test]
             if e > 0:
-                metrics["eval_kl"] = erl.kl_to_initial(p, policy, ctx.policy(0), replies)
+                metrics["eval_kl"] = erl.kl_to_initial(p, policy, ctx.policy(0), episodes)
                 inputs.append(ctx.policy(0))
-        metrics.update(eval_metrics(rows))
+            if p.reflects_held_out(e):
+                memory = read_rows("memory", ctx.path("memory"))
+                second = erl.evaluate_second_attempts(p, e, rows, episodes, memory, policy, env)
+        metrics.update(eval_metrics(rows, second if p.reflects_held_out(e) else None))
         if e > 0:
             tables = {n: read_rows(n, ctx.path(n)) for n in TRAIN_TABLES}
             inputs += [ctx.path(n) for n in TRAIN_TABLES]
             metrics.update(train_metrics(**tables, epoch=e))
         if e == 0:
             metrics.pop("eval_kl")
-        write_table("eval", rows, ctx.path("eval"), ctx.lineage(inputs, KEYS, policy=ctx.policy(e) if rows else None))
+        lineage = ctx.lineage(inputs, KEYS, policy=ctx.policy(e) if rows else None)
+        write_table("eval", rows, ctx.path("eval"), lineage)
+        if e > 0:
+            write_table("eval_retries", second, ctx.path("eval_retries"), lineage)
         write_json(metrics, ctx.dir() / "metrics.json")
         if rows:
             log.info("held-out success %.3f over %d episodes", metrics["eval_success"], len(rows))

@@ -84,3 +84,51 @@ def test_filter_logits_top_k_and_top_p():
     assert probs[0] < 0.7 < probs[0] + probs[1]
     p_all = filter_logits(logits, Sampling(temperature=1.0, top_p=1.0))
     assert torch.isfinite(p_all).all()
+
+
+def test_gumbel_sampling_draws_from_the_softmax():
+    """Counter-based noise + Gumbel-max: over 60,000 rows the token frequencies match the softmax, and a row's
+    token depends only on its key and step (not on the other rows)."""
+    from pipeline.engine import sample
+
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = torch.log(probs)[None, :].expand(20_000, 4)
+    keys = torch.arange(20_000)
+    counts = sum(torch.bincount(sample(logits, Sampling(temperature=1.0), keys, t), minlength=4) for t in range(3))
+    assert torch.allclose(counts / counts.sum(), probs, atol=0.01)
+    alone = sample(logits[:1], Sampling(temperature=1.0), keys[7:8], 2)
+    assert alone.item() == sample(logits, Sampling(temperature=1.0), keys, 2)[7].item()
+    assert sample(logits[:5], Sampling(temperature=0.0), keys[:5], 0).tolist() == [0] * 5
+
+
+class ShrinkingModel(torch.nn.Module):
+    """Row r emits its stop token (2) after r + 1 tokens; records the batch size of every forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.sizes, self.step = [], 0
+
+    def forward(self, input_ids, attention_mask, position_ids, past_key_values, use_cache):
+        self.sizes.append(input_ids.shape[0])
+        if self.step == 0:
+            self.rows = torch.arange(input_ids.shape[0])
+        logits = torch.full((input_ids.shape[0], input_ids.shape[1], 10), -1e9)
+        for i, r in enumerate(self.rows.tolist()):
+            logits[i, -1, 2 if self.step >= r else 5] = 0.0
+        self.step += 1
+        self.rows = self.rows[[i for i, r in enumerate(self.rows.tolist()) if self.step - 1 < r]]
+
+        class Out:
+            pass
+
+        out = Out()
+        out.logits = logits
+        return out
+
+
+def test_finished_rows_leave_the_batch():
+    model = ShrinkingModel()
+    gens = HFEngine(model, stop_ids=[2], pad_id=0).generate([[1]] * 4, Sampling(max_new_tokens=10), [0, 1, 2, 3])
+    assert [g.token_ids for g in gens] == [[2], [5, 2], [5, 5, 2], [5, 5, 5, 2]]
+    assert model.sizes == [4, 3, 2, 1]  # each forward runs only the rows still generating

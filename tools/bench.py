@@ -60,12 +60,114 @@ def repro_one(name: str, root: Path, env: dict) -> tuple[subprocess.CompletedPro
     return res, time.perf_counter() - t0
 
 
+def engine_bench(params_path: str, policy: str | None, batch: int | None, repeats: int = 3) -> int:
+    """The generation engine against the physical limit: tokens/s of HFEngine.generate on first-turn prompts of
+    the params' environment, and of a raw loop of forward passes (prefill, then one step per token for every row,
+    argmax, no bookkeeping) at the same batch and lengths. The engine samples every row and drops finished ones;
+    the raw loop runs every row to the end."""
+    import torch
+
+    from pipeline import erl
+    from pipeline.config import load_params
+    from pipeline.engine import HFEngine, configure_threads, load_causal_lm, stop_ids_of
+    from pipeline.envs import make_env
+    from pipeline.prompts import prompt_set
+    from pipeline.rollout import encode_chat, turn_messages
+
+    p = load_params(params_path)
+    threads = configure_threads()
+    with tempfile.TemporaryDirectory(prefix="erl-engine-bench-") as tmp:
+        env = make_env(p.env, Path(tmp))
+        train, _ = erl.task_sets(p, env)
+        if policy is None:  # the embedded default before its warm start: same shapes, random weights
+            from pipeline.tiny import warmstart
+            from pipeline.tiny.model import build_model, build_tokenizer
+
+            prompts_set = prompt_set(p.policy.prompts, p.env.name)
+            kinds = tuple(p.policy.tiny.warmstart_exercises)
+            tok = build_tokenizer(warmstart.corpus_texts(env, prompts_set, train, p.seed, kinds=kinds))
+            model = build_model(tok, p.policy.tiny, p.seed).eval()
+        else:
+            model, tok = load_causal_lm(policy, p.policy.dtype)
+    s0 = prompt_set(p.policy.prompts, p.env.name).system
+    n = batch or min(p.policy.batch_size, len(train))
+    prompts = [
+        encode_chat(
+            tok, turn_messages(s0, [env.message(env.reset(t), None)], [], p.policy.history), p.policy.max_prompt_tokens
+        )
+        for t in train[:n]
+    ]
+    sampling = p.sample.sampling
+    engine = HFEngine(model, stop_ids_of(tok), tok.pad_token_id or 0, p.policy.batch_size)
+    engine.generate(prompts, sampling, list(range(n)))  # warm-up
+    best_engine, made = float("inf"), 0
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        gens = engine.generate(prompts, sampling, [1000 * r + i for i in range(n)])
+        best_engine = min(best_engine, time.perf_counter() - t0)
+        made = sum(len(g.token_ids) for g in gens)
+    width = max(len(x) for x in prompts)
+    ids = torch.full((n, width), engine.pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for i, x in enumerate(prompts):
+        ids[i, width - len(x) :] = torch.tensor(x)
+        mask[i, width - len(x) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+
+    @torch.inference_mode()
+    def raw() -> None:
+        from transformers import DynamicCache
+
+        cache, step_ids, step_pos, m = DynamicCache(), ids, pos, mask
+        for _ in range(sampling.max_new_tokens):
+            nxt = (
+                model(
+                    input_ids=step_ids, attention_mask=m, position_ids=step_pos, past_key_values=cache, use_cache=True
+                )
+                .logits[:, -1, :]
+                .argmax(-1)
+            )
+            step_ids, step_pos = nxt[:, None], step_pos[:, -1:] + 1
+            m = torch.cat([m, torch.ones_like(m[:, :1])], dim=1)
+
+    raw()
+    best_raw = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        raw()
+        best_raw = min(best_raw, time.perf_counter() - t0)
+    raw_tokens = n * sampling.max_new_tokens
+    print(
+        f"batch {n}, prompts {min(map(len, prompts))}-{width} tokens, at most {sampling.max_new_tokens} new tokens, "
+        f"{threads} threads, {'random weights' if policy is None else policy}"
+    )
+    print(
+        f"engine: {made} tokens in {best_engine:.3f} s = {made / best_engine:,.0f} tokens/s "
+        f"({n / best_engine:,.0f} completions/s)"
+    )
+    print(f"raw forward passes: {raw_tokens} tokens in {best_raw:.3f} s = {raw_tokens / best_raw:,.0f} tokens/s")
+    print(
+        f"engine / raw: {(made / best_engine) / (raw_tokens / best_raw):.2f} of the raw tokens/s, "
+        f"{best_raw / best_engine:.2f} of its wall time for the same prompts"
+    )
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="erl bench", description=__doc__)
     ap.add_argument("--params", default="params.yaml", help="parameters to run with (default: params.yaml)")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs (default: as in --params)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary project and print its path")
+    ap.add_argument(
+        "--engine",
+        action="store_true",
+        help="instead: the generation engine's tokens/s against raw forward passes (see engine_bench)",
+    )
+    ap.add_argument("--policy", default=None, help="with --engine: a checkpoint directory (default: random weights)")
+    ap.add_argument("--batch", type=int, default=None, help="with --engine: prompts per batch")
     args = ap.parse_args(argv)
+    if args.engine:
+        return engine_bench(args.params, args.policy, args.batch)
     params = yaml.safe_load(Path(args.params).read_text()) or {}
     if args.epochs is not None:
         params.setdefault("train", {})["epochs"] = args.epochs

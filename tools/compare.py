@@ -32,6 +32,7 @@ import yaml
 
 from pipeline import layout
 from pipeline.config import ParamsError, load_params
+from pipeline.report import outside_legend
 from tools.bench import make_copy, repro_one, sandbox_env
 
 ARMS: dict[str, dict] = {
@@ -255,10 +256,9 @@ def write_html(results, summary, meta, path: Path) -> None:
         ax.set_ylabel("held-out success")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
+        outside_legend(ax)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110)
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
         return base64.b64encode(buf.getvalue()).decode()
 

@@ -105,6 +105,7 @@ class FrozenLake(GridText):
         self.pad_to, self.row_numbers = p.pad_to, p.row_numbers
         self.coords, self.near, self.relative = p.coords, p.near, p.relative
         self.feedback_from, self.summary_boards = p.feedback_from, p.summary_boards
+        self.hidden_holes = p.hidden_holes
 
     # ---- tasks -------------------------------------------------------------------------------------------
 
@@ -140,12 +141,37 @@ class FrozenLake(GridText):
             length = solve(spec)
             if not 1 <= length <= self.budget:  # also rejects unreachable (-1)
                 continue
+            if self.hidden_holes:
+                spec = self._hide_holes(spec, rng)
+                if spec is None:
+                    continue
+                length = solve(spec)
             key = map_key(spec)
             if key in seen or key in exclude:
                 continue
             seen.add(key)
             tasks.append(Task(task_id=f"fl-{split}-{len(tasks):06d}", split=split, spec=spec, optimal_len=length))
         return tasks
+
+    def _hide_holes(self, spec: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
+        """``spec`` with ``hidden_holes`` frozen cells of a shortest path (a random one; not the start or the goal)
+        turned into holes that render as ice, the goal still reachable within the budget; None when no cell
+        allows that."""
+        grid = [list(row) for row in spec["grid"]]
+        hidden: list[list[int]] = []
+        for _ in range(self.hidden_holes):
+            path = _random_shortest_path(grid, tuple(spec["start"]), tuple(spec["goal"]), rng)
+            cells = path[1:-1] if path else []
+            rng.shuffle(cells)
+            for r, c in cells:
+                grid[r][c] = HOLE
+                if 1 <= solve({**spec, "grid": ["".join(row) for row in grid]}) <= self.budget:
+                    hidden.append([r, c])
+                    break
+                grid[r][c] = FROZEN
+            else:
+                return None
+        return {**spec, "grid": ["".join(row) for row in grid], "hidden": sorted(hidden)}
 
     # ---- episode -----------------------------------------------------------------------------------------
 
@@ -169,7 +195,7 @@ class FrozenLake(GridText):
                 elif (r, c) == goal:
                     row.append(GOAL)
                 else:
-                    row.append(HOLE if spec["grid"][r][c] == HOLE else FROZEN)
+                    row.append(cell_symbol(state, r, c))
             line = self.sep.join(row)
             lines.append(f"{r} {line}" if self.row_numbers else line)
         # Encoding options for small models: the same visible information, restated. Neither says what a
@@ -288,10 +314,34 @@ class FrozenLake(GridText):
 
 
 def cell_symbol(state: FrozenLakeState, r: int, c: int) -> str:
-    """The symbol of cell (r, c) with the agent left out: X off the board, else B, C or D."""
+    """The symbol cell (r, c) shows, the agent left out: X off the board, else B, C or D (a hidden hole shows D)."""
     n = state.spec["size"]
     if not (0 <= r < n and 0 <= c < n):
         return OUTSIDE
     if (r, c) == tuple(state.spec["goal"]):
         return GOAL
-    return HOLE if state.spec["grid"][r][c] == HOLE else FROZEN
+    if state.spec["grid"][r][c] == HOLE and [r, c] not in state.spec.get("hidden", ()):
+        return HOLE
+    return FROZEN
+
+
+def _random_shortest_path(grid, start: tuple[int, int], goal: tuple[int, int], rng: random.Random) -> list | None:
+    """The cells of one shortest path through frozen cells, ties broken at random; None when there is none."""
+    n = len(grid)
+    dist = {goal: 0}
+    queue = deque([goal])
+    while queue:  # distances to the goal
+        r, c = queue.popleft()
+        for dr, dc in MOVES.values():
+            cell = (r + dr, c + dc)
+            if 0 <= cell[0] < n and 0 <= cell[1] < n and cell not in dist and grid[cell[0]][cell[1]] == FROZEN:
+                dist[cell] = dist[(r, c)] + 1
+                queue.append(cell)
+    if start not in dist:
+        return None
+    path = [start]
+    while path[-1] != goal:
+        r, c = path[-1]
+        steps = [(r + dr, c + dc) for dr, dc in MOVES.values() if dist.get((r + dr, c + dc)) == dist[(r, c)] - 1]
+        path.append(rng.choice(steps))
+    return path

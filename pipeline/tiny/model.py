@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from pipeline.config import Params, TinyParams
 from pipeline.losses import answer_loss
+from pipeline.progress import Progress
 from pipeline.tiny.warmstart import Example
 
 log = logging.getLogger("erl")
@@ -86,7 +85,8 @@ def warm_start(model, tok, examples: list[Example], p: TinyParams, seed: int) ->
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(final, 1 - s / steps))
     model.train()
     log = []
-    for step in tqdm(range(steps), desc="warm start", file=sys.stderr, disable=None):
+    bar = Progress(steps, "warm start")
+    for step in range(steps):
         batch = [encoded[rng.randrange(len(encoded))] for _ in range(p.warmstart_batch_size)]
         loss = answer_loss(model, batch, tok.pad_token_id)
         opt.zero_grad()
@@ -95,6 +95,8 @@ def warm_start(model, tok, examples: list[Example], p: TinyParams, seed: int) ->
         opt.step()
         sched.step()
         log.append({"step": step, "loss": loss.item()})
+        bar.update(1, loss=f"{log[-1]['loss']:.3f}")
+    bar.close()
     model.eval()
     return log
 
