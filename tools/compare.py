@@ -79,10 +79,9 @@ def run_arm(params: dict, epochs: int, log, cache_dir: Path | None = None) -> li
             now = time.perf_counter() - t_start
             for i, e in enumerate(done):  # epochs of one multi-epoch stage: spread its time evenly
                 clock[e] = last + (now - last) * (i + 1) / len(done)
-                log(
-                    f"    epoch {e}: held-out success "
-                    f"{json.loads((tmp / layout.metrics_path(e)).read_text())['eval_success']:.3f} at {clock[e]:.0f} s"
-                )
+                success = json.loads((tmp / layout.metrics_path(e)).read_text())["eval_success"]
+                shown = "-" if success is None else f"{success:.3f}"
+                log(f"    epoch {e}: held-out success {shown} at {clock[e]:.0f} s")
             last = now if done else last
         rows = []
         for e in range(0, epochs + 1):
@@ -104,11 +103,22 @@ def _epoch_mean(runs: list[list[dict]], key: str) -> float | None:
     return statistics.fmean(xs) if xs else None
 
 
+def _second_half(runs: list[list[dict]], key: str) -> float | None:
+    """Mean of ``key`` over the second half of the trained epochs of every run (the channel once learned)."""
+    xs = [r[key] for rows in runs for r in rows if r.get("epoch", 0) > (len(rows) - 1) / 2 and r.get(key) is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+def _last(rows: list[dict], key: str):
+    """The value of ``key`` at the last epoch that has it (evaluation may skip epochs)."""
+    return next((r[key] for r in reversed(rows) if r.get(key) is not None), None)
+
+
 def summarize(results: dict[tuple[str, int], list[dict]]) -> dict[str, dict]:
     out = {}
     for arm in dict.fromkeys(a for a, _ in results):
         runs = [rows for (a, _), rows in results.items() if a == arm]
-        final = [r[-1]["eval_success"] for r in runs]
+        final = [_last(r, "eval_success") for r in runs]
         initial = [r[0]["eval_success"] for r in runs]
         post = [r[-1].get("train_post_success") for r in runs if r[-1].get("train_post_success") is not None]
         pre = [r[-1].get("train_pre_success") for r in runs if r[-1].get("train_pre_success") is not None]
@@ -121,6 +131,10 @@ def summarize(results: dict[tuple[str, int], list[dict]]) -> dict[str, dict]:
             "post": _mean_sd(post) if post else None,
             "retry": _epoch_mean(runs, "retry_success"),
             "control": _epoch_mean(runs, "retry_control_success"),
+            "retry_2nd": _second_half(runs, "retry_success"),
+            "control_2nd": _second_half(runs, "retry_control_success"),
+            "reflect_final": _mean_sd([x for r in runs if (x := _last(r, "eval_reflect_success")) is not None]),
+            "two_final": _mean_sd([x for r in runs if (x := _last(r, "eval_two_tries_success")) is not None]),
             "seconds": statistics.fmean(r[-1]["seconds"] for r in runs),
             "memory": statistics.fmean(sum(x.get("memory_adopted") or 0 for x in r) for r in runs),
         }
@@ -187,16 +201,31 @@ def write_markdown(summary: dict, meta: dict, path: Path, pairs: dict | None = N
         f"| {meta['model']} | {meta['env']} | " + " | ".join(cell(summary[a]["final"]) for a in arms) + " |",
         "",
         "| arm | untrained | final | final by seed | train pre-reflection | train post-reflection "
-        "| retry of failed tasks | plain retry under s0 | memory adopted | training wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| retry of failed tasks | plain retry under s0 | the same, second half | memory adopted | training wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in arms:
         s = summary[a]
         lines.append(
             f"| {a} | {cell(s['initial'])} | {cell(s['final'])} | {', '.join(f'{x:.3f}' for x in s['final_by_seed'])} "
             f"| {cell(s['pre'])} | {cell(s['post'])} | {num(s['retry'])} | {num(s['control'])} "
-            f"| {s['memory']:.0f} | {s['seconds']:.0f} |"
+            f"| {num(s['retry_2nd'])} / {num(s['control_2nd'])} | {s['memory']:.0f} | {s['seconds']:.0f} |"
         )
+    if any(summary[a].get("two_final") for a in arms):
+        lines += [
+            "",
+            "Held-out success with one more attempt (evaluate.reflect_every, beyond the paper), at the last epoch that"
+            " ran it: after the policy's own reflection on each failure, and after a plain second try under s0 "
+            "(the best of two attempts).",
+            "",
+            "| arm | first attempt | after reflection | best of two plain attempts |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {a} | {cell(summary[a]['final'])} | {cell(summary[a]['reflect_final'])} "
+            f"| {cell(summary[a]['two_final'])} |"
+            for a in arms
+        ]
     lines += [
         "",
         "Train pre/post: the last epoch. Retry columns: success of second attempts on failed training tasks, "
@@ -313,7 +342,10 @@ def write_outputs(results: dict[tuple[str, int], list[dict]], meta: dict, out: P
             "train_post_success",
             "retry_success",
             "retry_control_success",
+            "eval_reflect_success",
+            "eval_two_tries_success",
             "reflections",
+            "reflections_with_note",
             "memory_adopted",
             "update_kl",
             "update_loss",
