@@ -101,13 +101,6 @@ def train_epoch(
     by_sample: dict[int, list[Segment]] = {}
     for s in segs:
         by_sample.setdefault(s.sample, []).append(s)
-    # Old log-probs: recomputed just before the update, with the policy as it is now, through the model as it is
-    # wrapped (DDP's forward without gradients needs no collective: buffers are not broadcast).
-    model.eval()
-    old = segment_logprobs(model, segs, pad_id, device, u.micro_batch_tokens, u.logprob_chunk)
-    kl_on = u.kl_coef > 0 or bool(u.kl_coef_reflection)
-    ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens, u.logprob_chunk) if kl_on else None
-    model.train()
     rng = random.Random(seed)
     sample_rows, step_rows, step = [], [], 0
     order = [i for i in range(len(samples)) if i in by_sample]
@@ -120,9 +113,25 @@ def train_epoch(
     )
     n_mb = math.ceil(max(counts) / m)
     n_steps = u.ppo_epochs * n_mb
+    orders = []  # every pass's shuffled order, drawn up front
+    for _ in range(u.ppo_epochs):
+        rng.shuffle(order)
+        orders.append(list(order))
+    # Old log-probs: the policy as it is before the first step, through the model as it is wrapped (DDP's forward
+    # without gradients needs no collective: buffers are not broadcast). The first step's samples are trained on
+    # that very policy, so their old log-probs are the trained ones, detached; a pass is needed only for samples
+    # a later step trains (none in an on-policy single step).
+    later = {i for k, o in enumerate(orders) for j in range(n_mb) for i in o[j * m : (j + 1) * m] if k or j}
+    model.eval()
+    old = segment_logprobs(
+        model, [x for x in segs if x.sample in later], pad_id, device, u.micro_batch_tokens, u.logprob_chunk
+    )
+    kl_on = u.kl_coef > 0 or bool(u.kl_coef_reflection)
+    ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens, u.logprob_chunk) if kl_on else None
+    model.train()
     bar = Progress(n_steps, "update", enabled=accelerator.is_main_process)
     for ppo_epoch in range(u.ppo_epochs):
-        rng.shuffle(order)
+        order = orders[ppo_epoch]
         for j in range(n_mb):
             mb = order[j * m : (j + 1) * m]
             # samples in this step's global minibatch: the loss is their mean (DDP averages over processes)
@@ -153,7 +162,7 @@ def train_epoch(
                     kl_w = torch.zeros(len(chunk), 1, device=device)
                     for r, s in enumerate(chunk):
                         sl = slice(s.start - 1, len(s.ids) - 1)
-                        old_lp[r, sl] = old[id(s)]
+                        old_lp[r, sl] = old[id(s)] if id(s) in old else lp[r, sl].detach()
                         if ref is not None:
                             ref_lp[r, sl] = ref[id(s)]
                         adv[r, 0] = samples[s.sample]["advantage"]

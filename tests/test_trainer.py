@@ -143,3 +143,24 @@ def test_replay_adds_the_teacher_forced_loss_of_the_exercises(tiny):
         replay,
     )
     assert all(s["replay_loss"] is None for s in off)  # replay_coef 0: off, whatever is passed
+
+
+def test_an_on_policy_single_step_needs_no_old_log_prob_pass(tiny, monkeypatch):
+    """One pass, one minibatch: the step trains on the very policy that sampled, so the old log-probs are the
+    trained ones (ratio 1) and no separate forward pass computes them; with two passes it is computed."""
+    import pipeline.trainer as trainer
+
+    tok, model0 = tiny
+    calls = []
+    real = trainer.segment_logprobs
+    monkeypatch.setattr(trainer, "segment_logprobs", lambda m, segs, *a: calls.append(len(segs)) or real(m, segs, *a))
+    samples = _samples(tok)
+    for ppo_epochs, expect in ((1, 0), (2, len(segments_of(samples)))):
+        calls.clear()
+        model = copy.deepcopy(model0)
+        u = UpdateParams(lr=1e-3, minibatch_size=len(samples), ppo_epochs=ppo_epochs, kl_coef=0.0, replay_coef=0.0)
+        rows, _ = train_epoch(
+            Accelerator(cpu=True), model, model0, torch.optim.AdamW(model.parameters()), samples, u, tok.pad_token_id, 0
+        )
+        assert calls == [expect]
+        assert all(abs(r["ratio_mean"] - 1.0) < 1e-6 for r in rows if r["step"] == 0)
