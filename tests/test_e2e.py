@@ -237,6 +237,8 @@ def test_update_under_accelerate_launch_with_two_processes(erl_run, tmp_path):
     steps = read_table("steps", layout.epoch_dir(1, art) / "steps.parquet").to_pandas()
     assert len(steps) == 2 * math.ceil(math.ceil(n / 2) / share)  # per PPO epoch: rank 0's shard in steps of share
     assert steps.grad_norm.notna().all() and (steps.grad_norm > 0).any()
+    # the optimizer state of a several-process update travels to the next epoch too
+    assert (layout.state_dir(1, art) / "optimizer.safetensors").is_file()
     new = AutoModelForCausalLM.from_pretrained(layout.policy_dir(1, art))
     old = AutoModelForCausalLM.from_pretrained(layout.policy_dir(0, art))
     assert any(not (a == b).all() for a, b in zip(new.state_dict().values(), old.state_dict().values()))

@@ -72,7 +72,7 @@ def fake_repo(tmp_path: Path) -> Path:
     subprocess.run(
         [sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"}
     )
-    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"epochs": EPOCHS}}))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"epochs": EPOCHS, "epochs_per_stage": 0}}))
     (repo / "dvc.yaml").write_text(yaml.safe_dump(_fake_dvc_yaml(), sort_keys=False))
     return repo
 
@@ -168,3 +168,18 @@ def test_training_plan_steps_and_blocks():
     ]
     assert training_plan(10, 4, 5) == training_plan(10, 4)[:2]  # whole blocks: epoch 5 ends with its block
     assert training_plan(10, 4, 0) == []
+
+
+def test_the_flow_validates_params_like_the_stages(tmp_path):
+    """A params.yaml that the stages would refuse stops the flow before any stage runs, naming the key; a section
+    left out takes its defaults instead of failing with KeyError."""
+    import pytest
+
+    from pipeline.config import ParamsError
+    from tools.flows import _read_train
+
+    (tmp_path / "params.yaml").write_text("update:\n  lr: -1\n")
+    with pytest.raises(ParamsError, match="update.lr"):
+        _read_train(tmp_path)
+    (tmp_path / "params.yaml").write_text("seed: 3\n")
+    assert _read_train(tmp_path) == (40, 5)

@@ -34,15 +34,15 @@ def _free_port() -> int:
 
 @pytest.fixture
 def tiny_repo(tmp_path: Path) -> Path:
-    """A DVC repo with train.epochs 0: init -> evaluate_e0 -> report, three one-line stages."""
+    """A DVC repo with train.epochs 1 and one-line stand-ins for its stages."""
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run(
         [sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"}
     )
-    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"epochs": 0}}))
-    (repo / "dvc.yaml").write_text(yaml.safe_dump(_fake_dvc_yaml(0), sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"train": {"epochs": 1, "epochs_per_stage": 0}}))
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(_fake_dvc_yaml(1), sort_keys=False))
     return repo
 
 
@@ -144,7 +144,7 @@ def test_served_runs_complete_one_at_a_time(served, tiny_repo: Path):
         assert fr.state.is_completed(), (fr.state, log_path.read_text()[-3000:])
     assert a.end_time <= b.start_time or b.end_time <= a.start_time, "the two runs overlapped"
     # the first run executed every stage once; the second found them all up to date
-    assert (tiny_repo / "run_order.txt").read_text().split() == _expected_order(0)
+    assert (tiny_repo / "run_order.txt").read_text().split() == _expected_order(1)
     print(f"\ntwo served runs Completed {elapsed:.1f} s after the first trigger")
     print(f"auto-scheduled runs: {len(auto)}")
     assert auto, "the server's scheduler created no runs from the cron (SQLAlchemy >= 2.1?)"

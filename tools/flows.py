@@ -39,7 +39,6 @@ from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
-import yaml  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
@@ -169,10 +168,12 @@ def run_stage(stage: str, repo: str) -> dict[str, Any]:
 
 
 def _read_train(repo: Path) -> tuple[int, int]:
-    """(train.epochs, train.epochs_per_stage) of ``repo``'s params.yaml."""
-    params = yaml.safe_load((repo / "params.yaml").read_text()) or {}
-    train = params["train"]
-    return int(train["epochs"]), int(train.get("epochs_per_stage", 0))
+    """(train.epochs, train.epochs_per_stage) of ``repo``'s params.yaml, validated as the stages validate it (a
+    section left out takes its defaults; a bad value stops the flow naming the key)."""
+    from pipeline.config import load_params
+
+    train = load_params(repo / "params.yaml").train
+    return train.epochs, train.epochs_per_stage
 
 
 def training_plan(all_epochs: int, per_stage: int, epochs: int | None = None) -> list[tuple[str, list[int]]]:
