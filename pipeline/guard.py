@@ -75,6 +75,8 @@ def die_with_parent(interval: float = 0.5) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() == 1:  # the parent died before the signal was arranged: this process is already orphaned
+        os.kill(os.getpid(), signal.SIGKILL)
     chain = _watched()
     if not chain:
         return
