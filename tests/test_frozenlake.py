@@ -437,3 +437,52 @@ def test_at_exercise_answers_whether_a_stands_on_the_noted_cell():
         assert ans == ("yes" if (r, c) == s.pos else "no")
         answers.append(ans)
     assert 15 < answers.count("yes") < 45  # both answers occur, about half each
+
+
+# ---- hidden holes (env.frozenlake.hidden_holes) ---------------------------------------------------------
+
+
+def test_hidden_holes_sit_on_a_shortest_path_and_render_as_ice():
+    env = FL(hidden_holes=1)
+    tasks = env.generate("train", 200, seed=5)
+    assert [t.spec for t in tasks] == [t.spec for t in FL(hidden_holes=1).generate("train", 200, seed=5)]
+    for t in tasks:
+        s = t.spec
+        assert len(s["hidden"]) == 1
+        r, c = s["hidden"][0]
+        assert s["grid"][r][c] == "C"  # a hole in the task ...
+        assert [r, c] not in (s["start"], s["goal"])
+        assert t.optimal_len == solve(s) and 1 <= t.optimal_len <= env.budget  # ... that still leaves a way
+        # without it the map is one where the hidden cell lies on a shortest path
+        opened = {**s, "grid": [row[:c] + "D" + row[c + 1 :] if i == r else row for i, row in enumerate(s["grid"])]}
+        assert solve(opened) <= solve(s)
+        state = env.reset(t)
+        board = env.render(state).split("\n")
+        assert board[r].split(" ")[c] == "D"  # shows as frozen
+        visible = sum(row.count("C") for row in s["grid"]) - 1
+        assert sum(line.split(" ").count("C") for line in board) == visible
+
+
+def test_only_falling_in_reveals_a_hidden_hole():
+    # 0: A D D    hidden hole at (0,1): the board shows no hole at all
+    # 1: D D D
+    # 2: D D B
+    spec = {"size": 3, "grid": ["DCD", "DDD", "DDD"], "start": [0, 0], "goal": [2, 2], "hidden": [[0, 1]]}
+    task = Task(task_id="fl-unit-000001", split="unit", spec=spec, optimal_len=4)
+    env = FL(near=True, feedback_from=True)
+    assert "C" not in env.render(env.reset(task))
+    state, trace = play(env, task, [blk("right")])
+    assert trace.steps[-1].event == "hole" and env.reward(trace) == 0.0
+    text = env.feedback(trace)
+    assert "at 0 1." in text  # the feedback says where the episode ended, no more
+    state, trace = play(env, task, [blk(a) for a in ["down", "right", "right", "down"]])
+    assert trace.steps[-1].event == "goal"
+
+
+def test_hidden_holes_keep_train_and_test_apart_and_default_off():
+    env = FL(min_size=3, max_size=4, hidden_holes=1)
+    train = env.generate("train", 60, seed=2)
+    test = env.generate("test", 40, seed=2, exclude={map_key(t) for t in train})
+    assert not {map_key(t) for t in train} & {map_key(t) for t in test}
+    assert all("hidden" not in t.spec for t in FL().generate("train", 50, seed=2))
+    assert [t.spec for t in FL().generate("train", 50, seed=2)] == [t.spec for t in FL().generate("train", 50, seed=2)]
