@@ -66,7 +66,7 @@ class FrozenLakeParams(_Strict):
         ge=0,
         le=3,
         description="holes that look like frozen ice (D) on the board: drawn on a shortest path from start to goal, "
-        "with the goal still reachable within the budget around them, so only falling in reveals them and a "
+        "each leaving another path of the same length open, so only falling in reveals them and a "
         "reflection can carry what the board does not show (0 = every hole visible, as in the paper)",
     )
     summary_boards: bool = Field(

@@ -50,10 +50,11 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def run_arm(params: dict, epochs: int, log, cache_dir: Path | None = None) -> list[dict]:
+def run_arm(params: dict, epochs: int, log, cache_dir: Path | None = None, keep: Path | None = None) -> list[dict]:
     """One full run in a temporary project; returns per-epoch metrics with the wall-clock seconds of training
     (from the end of the epoch-0 evaluation). With ``cache_dir`` the runs share one DVC cache, so DVC's run
-    cache restores `init` and `evaluate_e0` (identical for every arm of a seed) instead of rerunning them."""
+    cache restores `init` and `evaluate_e0` (identical for every arm of a seed) instead of rerunning them.
+    With ``keep`` the finished project is moved there (its artifacts/ for `erl audit`, the probes, `erl diff`)."""
     tmp = Path(tempfile.mkdtemp(prefix="erl-compare-"))
     env = sandbox_env(tmp)
     try:
@@ -87,6 +88,11 @@ def run_arm(params: dict, epochs: int, log, cache_dir: Path | None = None) -> li
         for e in range(0, epochs + 1):
             m = json.loads((tmp / layout.metrics_path(e)).read_text())
             rows.append({**m, "epoch": e, "seconds": round(clock[e], 1)})
+        if keep is not None:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.move(str(tmp), keep)
+            log(f"    kept in {keep}")
         return rows
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -421,6 +427,12 @@ def main(argv=None) -> int:
         "only their epoch counts are checked)",
     )
     ap.add_argument("--note", default="", help="a paragraph for compare.md, e.g. where and when the runs were made")
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep each finished run's project as DIR/<arm>-seed<k> (artifacts, dvc.lock) instead of deleting it",
+    )
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.first_seed < 0:
         ap.error("--seeds must be >= 1 and --first-seed >= 0")
@@ -462,7 +474,9 @@ def main(argv=None) -> int:
             for arm in args.arms:
                 print(f"[compare] {arm} seed {seed} ({epochs} epochs)", file=sys.stderr, flush=True)
                 params = _merge(base, {**ARMS[arm], "seed": seed})
-                results[(arm, seed)] = run_arm(params, epochs, lambda m: print(m, file=sys.stderr, flush=True), cache)
+                keep = args.keep / f"{arm}-seed{seed}" if args.keep else None
+                log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+                results[(arm, seed)] = run_arm(params, epochs, log, cache, keep)
                 # after every run, so an interrupted comparison still leaves what it finished
                 write_outputs(results, meta, out, partial=len(results) < args.seeds * len(args.arms))
     finally:

@@ -155,17 +155,22 @@ class FrozenLake(GridText):
 
     def _hide_holes(self, spec: dict[str, Any], rng: random.Random) -> dict[str, Any] | None:
         """``spec`` with ``hidden_holes`` frozen cells of a shortest path (a random one; not the start or the goal)
-        turned into holes that render as ice, the goal still reachable within the budget; None when no cell
-        allows that."""
+        turned into holes that render as ice, each leaving another path of the same length open; None when no
+        cell allows that.
+
+        Why the same length: the hole then costs nothing to a player who knows where it is, so what a failure
+        teaches is exactly which of the equally short ways is closed, the fact the feedback states. A hole that
+        forced a longer way would test planning a detour instead, which no note can supply."""
         grid = [list(row) for row in spec["grid"]]
         hidden: list[list[int]] = []
+        length = solve(spec)
         for _ in range(self.hidden_holes):
             path = _random_shortest_path(grid, tuple(spec["start"]), tuple(spec["goal"]), rng)
             cells = path[1:-1] if path else []
             rng.shuffle(cells)
             for r, c in cells:
                 grid[r][c] = HOLE
-                if 1 <= solve({**spec, "grid": ["".join(row) for row in grid]}) <= self.budget:
+                if solve({**spec, "grid": ["".join(row) for row in grid]}) == length:
                     hidden.append([r, c])
                     break
                 grid[r][c] = FROZEN
