@@ -258,6 +258,14 @@ class ReflectParams(_Strict):
 
 class RetryParams(_Strict):
     sampling: Sampling = Sampling()
+    samples: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="guided second attempts per reflection (the paper makes one); more give the retries' GRPO "
+        "groups a contrast between attempts that read the same reflection, the reflection's reward is their mean "
+        "success and each reflection is adopted into memory once",
+    )
     control: bool = Field(
         True,
         description="also replay every failed task once under s0 alone (no reflection, no feedback), never "

@@ -246,9 +246,11 @@ def retries(
     budget = budget_of(p.env)
     tasks = {t["task_id"]: task_from_row(t) for t in task_pool}
     engine, tok = policy.engine, policy.tokenizer
+    # retry.samples guided attempts per failure: "<rollout>-retry", then "<rollout>-retry1", ...
+    todo = [(f, refl_id, system, j) for f, refl_id, system in todo for j in range(p.retry.samples)]
     episodes = []
-    for f, _, system in todo:
-        rid = f"{f['rollout_id']}-retry"
+    for f, _, system, j in todo:
+        rid = f"{f['rollout_id']}-retry{j or ''}"
         episodes.append(Episode(rid, tasks[f["task_id"]], system, derive_seed(p.seed, epoch, "retry", rid)))
     run_episodes(
         engine,
@@ -263,16 +265,18 @@ def retries(
     )
     s0 = prompt_set(p.policy.prompts, p.env.name).system
     controls: list = [None] * len(todo)
-    if p.retry.control:
+    if p.retry.control:  # one plain try per failure, beside its first guided attempt
         controls = [
             Episode(f"{ep.rollout_id}-control", ep.task, s0, derive_seed(p.seed, epoch, "control", ep.rollout_id))
-            for ep in episodes
+            if j == 0
+            else None
+            for (_, _, _, j), ep in zip(todo, episodes)
         ]
         run_episodes(
             engine,
             tok,
             env,
-            controls,
+            [c for c in controls if c is not None],
             p.retry.sampling,
             p.policy.history,
             p.policy.max_prompt_tokens,
@@ -280,7 +284,7 @@ def retries(
             desc=f"control e{epoch}",
         )
     rows = []
-    for (f, refl_id, _), ep, ctl in zip(todo, episodes, controls):
+    for (f, refl_id, _, _), ep, ctl in zip(todo, episodes, controls):
         trace = ep.trace(budget)
         r = env.reward(trace)
         c = env.reward(ctl.trace(budget)) if ctl is not None else None
@@ -355,10 +359,15 @@ def training_samples(p: Params, epoch: int, attempts, feedback_rows, reflection_
                     a["response_ids"],
                 )
             )
-    retry_of = {r["rollout_id"]: r for r in retry_rows}
+    retries_of: dict[str, list[dict]] = {}
+    for r in retry_rows:
+        retries_of.setdefault(r["rollout_id"], []).append(r)
     if c.train_reflection and reflection_rows:
-        # Each reflection is counted once (docs/method.md 5.2).
-        rewards = [retry_of[r["rollout_id"]]["reward"] for r in reflection_rows]
+        # Each reflection is counted once (docs/method.md 5.2), rewarded with its retries' mean reward.
+        rewards = [
+            math.fsum(x["reward"] for x in retries_of[r["rollout_id"]]) / len(retries_of[r["rollout_id"]])
+            for r in reflection_rows
+        ]
         stats = grpo([r["task_id"] for r in reflection_rows], rewards)
         for r, rew, (_, _, _, adv) in zip(reflection_rows, rewards, stats):
             out.append(
@@ -369,7 +378,7 @@ def training_samples(p: Params, epoch: int, attempts, feedback_rows, reflection_
                     r["task_id"],
                     r["rollout_id"],
                     r["reflection_id"],
-                    retry_of[r["rollout_id"]]["retry_id"],
+                    retries_of[r["rollout_id"]][0]["retry_id"],
                     rew,
                     adv,
                     [r["prompt_ids"]],
@@ -424,9 +433,11 @@ def next_memory(p: Params, epoch: int, memory_rows, reflection_rows, retry_rows)
     if p.ablation.no_memory or not reflection_rows:
         return [dict(r) for r in memory_rows]
     refl = {r["reflection_id"]: r for r in reflection_rows}
-    wins = sorted(
-        (r for r in retry_rows if r["reflection_id"] and r["reward"] >= p.consolidate.tau), key=lambda r: r["retry_id"]
-    )
+    first_win: dict[str, dict] = {}  # each reflection adopted once, however many of its retries succeeded
+    for r in sorted(retry_rows, key=lambda r: r["retry_id"]):
+        if r["reflection_id"] and r["reward"] >= p.consolidate.tau:
+            first_win.setdefault(r["reflection_id"], r)
+    wins = sorted(first_win.values(), key=lambda r: r["retry_id"])
     return adopt(
         memory_rows,
         [

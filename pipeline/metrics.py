@@ -54,7 +54,8 @@ def eval_metrics(eval_rows: list[dict], second: list[dict] | None = None) -> dic
 
 
 def train_metrics(feedback, reflections, retries, memory, samples, steps, epoch: int) -> dict:
-    retry_ok = {r["rollout_id"]: r["success"] for r in retries}
+    # after one more attempt: the first guided retry of each failure (retry.samples may add more)
+    retry_ok = {r["rollout_id"]: r["success"] for r in retries if r["retry_id"].endswith("-retry")}
     note = {f["rollout_id"]: f.get("note") for f in feedback}
     kinds = Counter(s["kind"] for s in samples)
     return {

@@ -40,7 +40,11 @@ def epoch_rows(art: Path, epoch: int, env) -> list[dict]:
     if not (d / "reflections.parquet").exists():
         return []
     attempts = {a["rollout_id"]: a for a in read_rows("attempts", d / "attempts.parquet")}
-    retries = {r["reflection_id"]: r for r in read_rows("retries", d / "retries.parquet") if r["reflection_id"]}
+    retries = {  # the first guided retry of each reflection (retry.samples may add more)
+        r["reflection_id"]: r
+        for r in read_rows("retries", d / "retries.parquet")
+        if r["reflection_id"] and r["retry_id"].endswith("-retry")
+    }
     by_task: dict[str, list[dict]] = {}
     for a in attempts.values():
         by_task.setdefault(a["task_id"], []).append(a)

@@ -226,3 +226,23 @@ def test_memory_slots_keep_independent_chains():
     assert memory.latest(out, 0) == (1, "rules from b") and memory.latest(out, 1) == (2, "rules from d")
     assert memory.latest(out, 2) == (0, None)
     assert [memory.slot_of(i, 3) for i in range(5)] == [0, 1, 2, 0, 1]
+
+
+def test_several_retries_per_reflection():
+    """retry.samples = 2: a reflection's reward is the mean of its retries', its sample names the first retry,
+    every retry is a `second` sample, successful ones are distilled, and a reflection enters memory once."""
+    attempts, feedback, reflections, retries = tables()
+    extra = []
+    for r in retries:
+        twin = dict(r, retry_id=r["retry_id"] + "1", reward=1.0, success=True)  # the second draw always succeeds
+        extra.append(twin)
+    retries = retries + extra
+    p = params(retry={"samples": 2})
+    out = build_samples(p, EPOCH, attempts, feedback, reflections, retries)
+    refl = {s["reflection_id"]: s for s in out if s["kind"] == "reflection"}
+    assert refl["c/f"]["reward"] == 0.5 and refl["b/f"]["reward"] == 1.0  # c: one retry of two succeeded
+    assert refl["c/f"]["retry_id"] == "c/y"
+    assert sum(s["kind"] == "second" for s in out) == 6
+    assert sum(s["kind"] == "distilled" for s in out) == 5
+    mem = next_memory(p, EPOCH, [], reflections, retries)
+    assert [(m["reflection_id"], m["retry_id"]) for m in mem] == [("b/f", "b/y"), ("c/f", "c/y1"), ("d/f", "d/y")]

@@ -22,8 +22,12 @@ TABLES = ("attempts", "feedback", "reflections", "retries", "samples", "memory",
 
 @pytest.fixture(scope="module")
 def erl_run(tmp_path_factory):
-    # a cosine lr over the two epochs: the steps table must show the scheduled lr of each epoch
-    repo = make_project(tmp_path_factory.mktemp("erl"), {"update": {"lr_decay_epochs": 2, "lr_final": 0.5}})
+    # a cosine lr over the two epochs: the steps table must show the scheduled lr of each epoch; two guided
+    # retries per reflection, one plain control beside the first
+    repo = make_project(
+        tmp_path_factory.mktemp("erl"),
+        {"update": {"lr_decay_epochs": 2, "lr_final": 0.5}, "retry": {"samples": 2}},
+    )
     res = dvc(repo, "repro", check=False)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     return repo
@@ -49,6 +53,9 @@ def test_every_table_exists_and_ids_join(erl_run):
         failed = set(fb.rollout_id[fb.reward < 1.0])
         assert set(refl.rollout_id) == failed, "one reflection per failed first attempt"
         assert set(ret.reflection_id) == set(refl.reflection_id)
+        assert (ret.groupby("reflection_id").size() == 2).all() and ret.retry_id.is_unique
+        first = ret.retry_id.str.endswith("-retry")
+        assert ret.control_success[first].notna().all() and ret.control_success[~first].isna().all()
         assert set(ret.rollout_id) <= set(att.rollout_id)
         kinds = set(smp.kind)
         assert {"first", "reflection", "second"} <= kinds

@@ -28,7 +28,7 @@ def _rows():
         ]
     ]
     retries = [
-        {"rollout_id": r, "success": ok, "control_success": ctl}
+        {"retry_id": f"{r}-retry", "rollout_id": r, "success": ok, "control_success": ctl}
         for r, ok, ctl in [("b", True, False), ("c", False, False), ("d", True, True)]
     ]
     memory = [
@@ -62,8 +62,22 @@ def test_train_metrics():
 
 def test_first_success_counts_even_if_its_retry_failed():
     feedback = [{"rollout_id": "a", "success": True}, {"rollout_id": "b", "success": False}]
-    retries = [{"rollout_id": "a", "success": False}, {"rollout_id": "b", "success": False}]
+    retries = [{"retry_id": f"{r}-retry", "rollout_id": r, "success": False} for r in "ab"]
     m = train_metrics(feedback, [], retries, [], [], [], epoch=1)
+    assert m["train_post_success"] == 0.5
+
+
+def test_several_retries_per_failure():
+    """retry.samples > 1: every retry counts in retry_success, only the first in the success after one more try."""
+    feedback = [{"rollout_id": "a", "success": False}, {"rollout_id": "b", "success": False}]
+    retries = [
+        {"retry_id": "a-retry", "rollout_id": "a", "success": False, "control_success": False},
+        {"retry_id": "a-retry1", "rollout_id": "a", "success": True, "control_success": None},
+        {"retry_id": "b-retry", "rollout_id": "b", "success": True, "control_success": True},
+        {"retry_id": "b-retry1", "rollout_id": "b", "success": True, "control_success": None},
+    ]
+    m = train_metrics(feedback, [], retries, [], [], [], epoch=1)
+    assert m["retry_success"] == 0.75 and m["retry_control_success"] == 0.5
     assert m["train_post_success"] == 0.5
 
 
