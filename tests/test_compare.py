@@ -41,10 +41,11 @@ def test_summary_table_spread_and_retry_columns(tmp_path):
     md = (tmp_path / "c.md").read_text()
     assert "| tiny | frozenlake | 0.600 ± 0.141 | 0.300 |" in md
     assert (
-        "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |"
+        "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 "
+            "| 0.300 / 0.200 | 3 | 50 |"
         in md
     )  # memory: adoptions per run, mean over seeds
-    assert "| rlvr | 0.200 | 0.300 | 0.300 | 0.300 | 0.400 | - | - | 3 | 50 |" in md
+    assert "| rlvr | 0.200 | 0.300 | 0.300 | 0.300 | 0.400 | - | - | - / - | 3 | 50 |" in md
     assert "Partial" not in md
 
 
@@ -96,7 +97,8 @@ def test_merge_combines_runs_made_separately_and_refuses_clashes(tmp_path, capsy
     # the same table as one comparison of the three runs would give; arms in the usual order (rlvr first)
     assert "| tiny | frozenlake | 0.300 | 0.600 ± 0.141 |" in md
     assert (
-        "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 | 3 | 50 |"
+        "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 "
+            "| 0.300 / 0.200 | 3 | 50 |"
         in md
     )
     assert "seeds [0, 1]" in md and str(a) in md and "Partial" not in md

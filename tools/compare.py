@@ -98,8 +98,10 @@ def run_arm(params: dict, epochs: int, log, cache_dir: Path | None = None, keep:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _mean_sd(xs: list[float]) -> tuple[float, float | None]:
-    """Mean and sample std; no spread from a single seed."""
+def _mean_sd(xs: list[float]) -> tuple[float, float | None] | None:
+    """Mean and sample std; no spread from a single seed; None when no run has the value."""
+    if not xs:
+        return None
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None)
 
 
@@ -133,8 +135,8 @@ def summarize(results: dict[tuple[str, int], list[dict]]) -> dict[str, dict]:
             "initial": _mean_sd(initial),
             "seeds": len(runs),
             "final_by_seed": final,
-            "pre": _mean_sd(pre) if pre else None,
-            "post": _mean_sd(post) if post else None,
+            "pre": _mean_sd(pre),
+            "post": _mean_sd(post),
             "retry": _epoch_mean(runs, "retry_success"),
             "control": _epoch_mean(runs, "retry_control_success"),
             "retry_2nd": _second_half(runs, "retry_success"),
