@@ -378,6 +378,12 @@ class EvaluateParams(_Strict):
         "have the training columns only",
     )
     samples_per_task: int = Field(4, ge=1)
+    kl_samples: int = Field(
+        1,
+        ge=0,
+        description="held-out replies per task whose tokens measure eval_kl, the exact KL to the initial policy "
+        "(the first k samples of each task; it costs a forward pass of both models over them); 0 = no eval_kl",
+    )
     sampling: Sampling = Sampling(temperature=0.7, top_p=0.8, top_k=20)
     reflect_every: int = Field(
         0,

@@ -682,14 +682,18 @@ def evaluate_second_attempts(
 
 
 def kl_to_initial(p: Params, policy, initial: Path, episodes) -> float | None:
-    """Per-token KL(policy[e] || policy[0]) on the held-out replies, exact over the vocabulary: how far the
-    policy has moved from where it started (transformers engine only; None with vLLM)."""
+    """Per-token KL(policy[e] || policy[0]) on the replies of the first ``evaluate.kl_samples`` held-out samples
+    of each task, exact over the vocabulary: how far the policy has moved from where it started (transformers
+    engine only; None with vLLM or kl_samples 0). ``episodes`` are :func:`evaluate`'s, k samples per task in a
+    row."""
     model = getattr(policy.engine, "model", None)
-    if model is None:
+    k, n = p.evaluate.kl_samples, p.evaluate.samples_per_task
+    if model is None or k == 0:
         return None
     from pipeline.engine import load_causal_lm
     from pipeline.trainer import mean_token_kl
 
+    episodes = [ep for i, ep in enumerate(episodes) if i % n < k]
     ref, _ = load_causal_lm(str(initial), p.policy.dtype, device=str(policy.engine.device))
     replies = [{"prompt_ids": ep.prompt_ids, "response_ids": ep.response_ids} for ep in episodes]
     return mean_token_kl(model, ref, replies, policy.engine.pad_id, policy.engine.device, p.update.micro_batch_tokens)

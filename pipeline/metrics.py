@@ -3,7 +3,8 @@ No torch here.
 
 eval_success        held-out first-attempt success rate (s0 only, no reflection, no memory)
 eval_reward         held-out mean first-attempt reward
-eval_kl             per-token KL(policy[e] || policy[0]) on the held-out replies (exact, over the vocabulary)
+eval_kl             per-token KL(policy[e] || policy[0]), exact over the vocabulary, on the first
+                    evaluate.kl_samples held-out replies of each task
 eval_reflect_success   held-out success after one more attempt guided by the policy's own reflection on each
                     failure (evaluate.reflect_every; beyond the paper)
 eval_two_tries_success held-out success after one more plain attempt under s0 on each failure (best of two)
