@@ -164,3 +164,27 @@ def test_an_on_policy_single_step_needs_no_old_log_prob_pass(tiny, monkeypatch):
         )
         assert calls == [expect]
         assert all(abs(r["ratio_mean"] - 1.0) < 1e-6 for r in rows if r["step"] == 0)
+
+
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_eval_kl_reads_the_first_k_replies_of_each_task(monkeypatch, tmp_path, k):
+    """evaluate.kl_samples: eval_kl is measured on the first k of each task's held-out samples (the episodes
+    come k per task in a row), and not at all with 0."""
+    from types import SimpleNamespace
+
+    import pipeline.engine
+    import pipeline.trainer
+    from pipeline import erl
+    from pipeline.config import Params
+
+    p = Params.model_validate({"evaluate": {"samples_per_task": 4, "kl_samples": k}})
+    episodes = [SimpleNamespace(prompt_ids=[[t]], response_ids=[[i]]) for t in range(3) for i in range(4)]
+    seen = []
+    monkeypatch.setattr(pipeline.engine, "load_causal_lm", lambda *a, **kw: (None, None))
+    monkeypatch.setattr(pipeline.trainer, "mean_token_kl", lambda m, r, replies, *a: seen.extend(replies) or 0.5)
+    policy = SimpleNamespace(engine=SimpleNamespace(model=object(), device="cpu", pad_id=0))
+    got = erl.kl_to_initial(p, policy, tmp_path, episodes)
+    assert got == (None if k == 0 else 0.5)
+    assert [(r["prompt_ids"][0][0], r["response_ids"][0][0]) for r in seen] == [
+        (t, i) for t in range(3) for i in range(k)
+    ]
