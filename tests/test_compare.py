@@ -42,8 +42,7 @@ def test_summary_table_spread_and_retry_columns(tmp_path):
     assert "| tiny | frozenlake | 0.600 ± 0.141 | 0.300 |" in md
     assert (
         "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 "
-            "| 0.300 / 0.200 | 3 | 50 |"
-        in md
+        "| 0.300 / 0.200 | 3 | 50 |" in md
     )  # memory: adoptions per run, mean over seeds
     assert "| rlvr | 0.200 | 0.300 | 0.300 | 0.300 | 0.400 | - | - | - / - | 3 | 50 |" in md
     assert "Partial" not in md
@@ -98,8 +97,7 @@ def test_merge_combines_runs_made_separately_and_refuses_clashes(tmp_path, capsy
     assert "| tiny | frozenlake | 0.300 | 0.600 ± 0.141 |" in md
     assert (
         "| erl | 0.200 ± 0.000 | 0.600 ± 0.141 | 0.500, 0.700 | 0.300 ± 0.000 | 0.400 ± 0.000 | 0.300 | 0.200 "
-            "| 0.300 / 0.200 | 3 | 50 |"
-        in md
+        "| 0.300 / 0.200 | 3 | 50 |" in md
     )
     assert "seeds [0, 1]" in md and str(a) in md and "Partial" not in md
     assert len(list(csv.DictReader(open(tmp_path / "m" / "compare.csv")))) == 6
@@ -169,3 +167,24 @@ def test_compare_rejects_bad_seed_ranges(args, capsys):
         compare(args)
     assert exc.value.code == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_epochs_without_evaluation_are_left_out_of_curves_and_finals(tmp_path):
+    """evaluate.every > 1 leaves eval_success None on the epochs between evaluations: the outputs are written,
+    the final is the last evaluated epoch's, and the columns of an evaluation that never ran show '-'."""
+
+    def run(mid, final, **last):
+        rows = [{"epoch": 0, "eval_success": 0.1, "seconds": 0.0}]
+        rows += [{"epoch": e, "eval_success": None, "seconds": 10.0 * e, "retry_success": 0.2} for e in (1, 2, 3)]
+        rows[2]["eval_success"] = mid
+        return rows + [{"epoch": 4, "eval_success": final, "seconds": 40.0, **last}]
+
+    results = {
+        ("erl", 0): run(0.3, 0.5, eval_reflect_success=0.6, eval_two_tries_success=None),
+        ("rlvr", 0): run(0.2, 0.4, eval_two_tries_success=0.45),
+    }
+    write_outputs(results, {"env": "frozenlake", "model": "tiny", "epochs": 4, "seeds": [0]}, tmp_path)
+    md = (tmp_path / "compare.md").read_text()
+    assert "| tiny | frozenlake | 0.500 | 0.400 |" in md
+    assert "| erl | 0.500 | 0.600 | - |" in md and "| rlvr | 0.400 | - | 0.450 |" in md
+    assert (tmp_path / "compare.html").read_text().count("data:image/png;base64,") == 3

@@ -302,8 +302,10 @@ def write_html(results, summary, meta, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))  # one line per arm: the mean over its seeds, the band their range
     for i, arm in enumerate(summary):
         runs = [rows for (a, _), rows in results.items() if a == arm]
-        epochs = sorted({r["epoch"] for rows in runs for r in rows})
+        # epochs that evaluated (evaluate.every may skip some)
+        epochs = sorted({r["epoch"] for rows in runs for r in rows if r.get("eval_success") is not None})
         ys = [[r["eval_success"] for rows in runs for r in rows if r["epoch"] == e] for e in epochs]
+        ys = [[y for y in ys_e if y is not None] for ys_e in ys]
         ax.plot(epochs, [statistics.fmean(y) for y in ys], color=f"C{i}", lw=2, label=f"{arm} ({len(runs)} seeds)")
         if len(runs) > 1:
             ax.fill_between(epochs, [min(y) for y in ys], [max(y) for y in ys], color=f"C{i}", alpha=0.15)
@@ -313,6 +315,7 @@ def write_html(results, summary, meta, path: Path) -> None:
         for i, arm in enumerate(summary):
             for (a, seed), rows in results.items():
                 if a == arm:
+                    rows = [r for r in rows if r.get("eval_success") is not None]
                     ax.plot(
                         [r[xkey] for r in rows],
                         [r["eval_success"] for r in rows],
