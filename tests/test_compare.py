@@ -187,4 +187,4 @@ def test_epochs_without_evaluation_are_left_out_of_curves_and_finals(tmp_path):
     md = (tmp_path / "compare.md").read_text()
     assert "| tiny | frozenlake | 0.500 | 0.400 |" in md
     assert "| erl | 0.500 | 0.600 | - |" in md and "| rlvr | 0.400 | - | 0.450 |" in md
-    assert (tmp_path / "compare.html").read_text().count("data:image/png;base64,") == 3
+    assert (tmp_path / "compare.html").read_text().count("data:image/png;base64,") == 4  # + the retry channel

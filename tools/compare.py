@@ -287,10 +287,10 @@ def write_html(results, summary, meta, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def png(fig, ax, xlabel: str) -> str:
-        """The axes every curve shares (held-out success, 0..1), then the figure as base64 PNG."""
+    def png(fig, ax, xlabel: str, ylabel: str = "held-out success") -> str:
+        """The axes every curve shares (a success rate, 0..1), then the figure as base64 PNG."""
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("held-out success")
+        ax.set_ylabel(ylabel)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         outside_legend(ax)
@@ -326,6 +326,28 @@ def write_html(results, summary, meta, path: Path) -> None:
                         label=arm if seed == min(s for b, s in results if b == arm) else None,
                     )
         imgs.append(png(fig, ax, xlabel))
+    # the reflection channel: guided retries against the plain retry under s0 on the same failed tasks, per epoch
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    channel = ""
+    for i, arm in enumerate(summary):
+        runs = [rows for (a, _), rows in results.items() if a == arm]
+        for key, style, what in (("retry_success", "-", "guided"), ("retry_control_success", "--", "plain")):
+            points = sorted({r["epoch"] for rows in runs for r in rows if r.get(key) is not None})
+            if points:
+                ys = [
+                    statistics.fmean(
+                        r[key] for rows in runs for r in rows if r["epoch"] == e and r.get(key) is not None
+                    )
+                    for e in points
+                ]
+                ax.plot(points, ys, style, color=f"C{i}", lw=1.5, label=f"{arm}, {what}")
+    if ax.lines:
+        channel = f"""<h2>Second attempts on failed training tasks, per epoch, mean over seeds</h2><p>Solid: the retry
+guided by the reflection (ERL) or by the raw attempt (no-reflection ablation); dashed: a plain second try under s0
+on the same tasks (retry.control, never trained).</p><img src="data:image/png;base64,{png(fig, ax, "epoch", "retry success")}">
+"""
+    else:
+        plt.close(fig)
     md = html.escape(path.with_suffix(".md").read_text())
     path.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>ERL comparison</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}img{{max-width:100%}}</style></head><body>
@@ -336,7 +358,7 @@ and highest.</p><img src="data:image/png;base64,{imgs[0]}">
 <img src="data:image/png;base64,{imgs[1]}">
 <h2>Held-out success against wall-clock seconds</h2><p>Comparable only between runs made on the same machine
 under the same load.</p><img src="data:image/png;base64,{imgs[2]}">
-<h2>Table</h2><pre>{md}</pre></body></html>""")
+{channel}<h2>Table</h2><pre>{md}</pre></body></html>""")
 
 
 def write_outputs(results: dict[tuple[str, int], list[dict]], meta: dict, out: Path, partial: bool = False) -> None:
