@@ -397,7 +397,7 @@ class EvaluateParams(_Strict):
 class TrainParams(_Strict):
     epochs: int = Field(40, ge=1, le=999, description="ERL rounds; dvc.yaml is generated from this")
     epochs_per_stage: int = Field(
-        5,
+        10,
         ge=0,
         le=999,
         description="0 = one DVC stage (and process) per step of each epoch; k >= 1 = one DVC stage runs k whole "
