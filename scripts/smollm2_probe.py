@@ -30,6 +30,7 @@ from pipeline.policy import Policy  # noqa: E402
 
 
 def probe(p, env_name: str, n_tasks: int, work: Path, policy_dir: Path) -> dict:
+    from pipeline import checkpoint
     from stages.init import initial_policy
 
     env_section = getattr(p.env, env_name).model_copy(update={"pad_to": None, "row_numbers": False})
@@ -46,6 +47,7 @@ def probe(p, env_name: str, n_tasks: int, work: Path, policy_dir: Path) -> dict:
     train, test = erl.task_sets(p.model_copy(update={"env": p.env.model_copy(update={"n_train": n_tasks})}), env)
     if not policy_dir.exists():  # converted once, shared by the environments
         initial_policy(p, env, train, policy_dir)
+        checkpoint.write_manifest(policy_dir.parent)  # as init does: every load checks the policy against it
     tasks = erl.task_rows(env, train)
     policy = Policy(p, policy_dir)
     t0 = time.perf_counter()
