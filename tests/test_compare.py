@@ -73,7 +73,7 @@ def test_paired_differences_against_rlvr_use_only_shared_seeds(tmp_path):
     assert "| erl | rlvr | 0, 1 | +0.050 ± 0.212 | +0.200, -0.100 | 1 of 2 | +0.050 ± 0.212 |" in md
     assert "| erl-no-memory | rlvr | 1 | +0.100 | +0.100 | 1 of 1 | +0.100 |" in md
     html = (tmp_path / "compare.html").read_text()
-    assert html.count("data:image/png;base64") == 3 and "mean over seeds" in html
+    assert html.count("data:image/png;base64") == 4 and "mean over seeds" in html
     assert "| erl-no-memory | erl | 1 | +0.200 | +0.200 | 1 of 1 | +0.200 |" in md  # the ablation against ERL too
     assert "\n| rlvr | erl |" not in md and "\n| erl | erl |" not in md
 
@@ -151,7 +151,7 @@ def test_compare_writes_table_curves_and_csv(tmp_path):
         assert secs[0] == 0 and 0 < secs[1] < secs[2]
     assert "Partial" not in md
     html = (out / "compare.html").read_text()
-    assert html.count("data:image/png;base64") == 3  # mean curves, every run, against seconds
+    assert html.count("data:image/png;base64") == 4  # mean curves, every run, against seconds, the retry channel
 
 
 def test_compare_rejects_bad_params(tmp_path, capsys):
