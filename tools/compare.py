@@ -117,6 +117,16 @@ def _second_half(runs: list[list[dict]], key: str) -> float | None:
     return statistics.fmean(xs) if xs else None
 
 
+def _by_epoch(runs: list[list[dict]], key: str) -> dict[int, list[float]]:
+    """The values of ``key`` of every run, by epoch, in epoch order; epochs where no run has it are left out."""
+    out: dict[int, list[float]] = {}
+    for rows in runs:
+        for r in rows:
+            if r.get(key) is not None:
+                out.setdefault(r["epoch"], []).append(r[key])
+    return dict(sorted(out.items()))
+
+
 def _last(rows: list[dict], key: str):
     """The value of ``key`` at the last epoch that has it (evaluation may skip epochs)."""
     return next((r[key] for r in reversed(rows) if r.get(key) is not None), None)
@@ -302,10 +312,8 @@ def write_html(results, summary, meta, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))  # one line per arm: the mean over its seeds, the band their range
     for i, arm in enumerate(summary):
         runs = [rows for (a, _), rows in results.items() if a == arm]
-        # epochs that evaluated (evaluate.every may skip some)
-        epochs = sorted({r["epoch"] for rows in runs for r in rows if r.get("eval_success") is not None})
-        ys = [[r["eval_success"] for rows in runs for r in rows if r["epoch"] == e] for e in epochs]
-        ys = [[y for y in ys_e if y is not None] for ys_e in ys]
+        by_epoch = _by_epoch(runs, "eval_success")  # the epochs that evaluated (evaluate.every may skip some)
+        epochs, ys = list(by_epoch), list(by_epoch.values())
         ax.plot(epochs, [statistics.fmean(y) for y in ys], color=f"C{i}", lw=2, label=f"{arm} ({len(runs)} seeds)")
         if len(runs) > 1:
             ax.fill_between(epochs, [min(y) for y in ys], [max(y) for y in ys], color=f"C{i}", alpha=0.15)
@@ -332,15 +340,10 @@ def write_html(results, summary, meta, path: Path) -> None:
     for i, arm in enumerate(summary):
         runs = [rows for (a, _), rows in results.items() if a == arm]
         for key, style, what in (("retry_success", "-", "guided"), ("retry_control_success", "--", "plain")):
-            points = sorted({r["epoch"] for rows in runs for r in rows if r.get(key) is not None})
-            if points:
-                ys = [
-                    statistics.fmean(
-                        r[key] for rows in runs for r in rows if r["epoch"] == e and r.get(key) is not None
-                    )
-                    for e in points
-                ]
-                ax.plot(points, ys, style, color=f"C{i}", lw=1.5, label=f"{arm}, {what}")
+            by_epoch = _by_epoch(runs, key)
+            if by_epoch:
+                ys = [statistics.fmean(y) for y in by_epoch.values()]
+                ax.plot(list(by_epoch), ys, style, color=f"C{i}", lw=1.5, label=f"{arm}, {what}")
     if ax.lines:
         channel = f"""<h2>Second attempts on failed training tasks, per epoch, mean over seeds</h2><p>Solid: the retry
 guided by the reflection (ERL) or by the raw attempt (no-reflection ablation); dashed: a plain second try under s0
