@@ -182,4 +182,4 @@ def test_the_flow_validates_params_like_the_stages(tmp_path):
     with pytest.raises(ParamsError, match="update.lr"):
         _read_train(tmp_path)
     (tmp_path / "params.yaml").write_text("seed: 3\n")
-    assert _read_train(tmp_path) == (40, 5)
+    assert _read_train(tmp_path) == (40, 10)  # the defaults, params.yaml's values
