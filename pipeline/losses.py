@@ -24,6 +24,96 @@ def token_logprobs(model, ids: torch.Tensor, chunk: int = 0) -> torch.Tensor:
         head._erl_targets = None
 
 
+# Architectures whose causal-LM logits are exactly output_layer(backbone hidden states): no soft-capping or scaling
+# after the output layer, so response_logprobs may run the two parts itself.
+PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "smollm3"}
+
+
+def response_logprobs(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int, chunk: int = 0):
+    """log p(response token | prompt, earlier response tokens) for each (prompt, response) row: a list of [len(r)]
+    float32 tensors, the same values as token_logprobs gives at those positions, for less compute:
+
+    - The output layer runs only where a response token is predicted. Prompts are most of the tokens (the board,
+      the conversation so far) and the output layer is a large part of a small model's cost (a fifth of
+      SmolLM2-135M's, with its 49k-token vocabulary).
+    - Rows with identical prompts (the group of rollouts of one task, GRPO's G samples) run that prompt through
+      the model once; its keys and values are shared by the rows' responses, and autograd adds up their gradients.
+      Only without gradient checkpointing (which drops the key/value cache) and when some prompt repeats.
+
+    Returns None when the model is not one it can split into backbone and output layer (wrapped for several
+    processes, or an architecture outside PLAIN_HEAD_MODELS); the caller then uses token_logprobs."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel) or not hasattr(model, "get_decoder"):
+        return None
+    if getattr(model.config, "model_type", None) not in PLAIN_HEAD_MODELS:
+        return None
+    backbone, head = model.get_decoder(), model.get_output_embeddings()
+    dev = next(model.parameters()).device
+    unique: dict[tuple[int, ...], int] = {}
+    group = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
+    checkpointing = bool(getattr(backbone, "gradient_checkpointing", False)) and model.training
+    rlen = torch.tensor([len(r) for r in responses], device=dev)
+    width_r = max(len(r) for r in responses)
+    resp = torch.full((len(responses), width_r), pad_id, dtype=torch.long)
+    for b, r in enumerate(responses):
+        resp[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+    resp = resp.to(dev)
+    if len(unique) < len(prompts) and not checkpointing:
+        plist = list(unique)
+        plen = torch.tensor([len(p) for p in plist], device=dev)
+        width_p = int(plen.max())
+        ids = torch.full((len(plist), width_p), pad_id, dtype=torch.long)
+        for u, p in enumerate(plist):
+            ids[u, : len(p)] = torch.tensor(p, dtype=torch.long)
+        out = backbone(input_ids=ids.to(dev), use_cache=True)  # right padding: causal attention needs no mask
+        idx = torch.tensor(group, device=dev)
+        cache = out.past_key_values
+        cache.batch_select_indices(idx)  # each row gets its prompt's keys and values (repeats share the graph)
+        rows_plen = plen[idx]
+        cols = torch.arange(width_p + width_r, device=dev)
+        attn = ((cols[None, :] < rows_plen[:, None]) | (cols[None, :] >= width_p)).long()  # skip the prompt pads
+        pos = rows_plen[:, None] + torch.arange(width_r, device=dev)[None, :]
+        h_resp = backbone(
+            input_ids=resp, attention_mask=attn, position_ids=pos, past_key_values=cache, use_cache=True
+        ).last_hidden_state
+        h_last = out.last_hidden_state[torch.arange(len(plist), device=dev), plen - 1][idx]
+        h_pred = torch.cat([h_last[:, None], h_resp[:, :-1]], dim=1)  # h_pred[:, t] predicts resp[:, t]
+    else:
+        plen = torch.tensor([len(p) for p in prompts], device=dev)
+        width = int((plen + rlen).max())
+        ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+        for b, (p, r) in enumerate(zip(prompts, responses)):
+            ids[b, : len(p) + len(r)] = torch.tensor(list(p) + list(r), dtype=torch.long)
+        hidden = backbone(input_ids=ids.to(dev), use_cache=False).last_hidden_state
+        at = (plen - 1)[:, None] + torch.arange(width_r, device=dev)[None, :]  # position t-1 predicts token t
+        h_pred = hidden.gather(1, at.clamp(max=width - 1)[:, :, None].expand(-1, -1, hidden.shape[-1]))
+    keep = torch.arange(width_r, device=dev)[None, :] < rlen[:, None]
+    lp = _head_logprobs(head, h_pred[keep], resp[keep], chunk)
+    return list(lp.split(rlen.tolist()))
+
+
+def _head_logprobs(head: torch.nn.Module, h: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+    """log_softmax(head(h))[target] for flat [N, width] hidden states; with ``chunk`` > 0 that many at a time,
+    recomputed in the backward pass, so [N, vocab] logits never exist at once."""
+    from torch.utils.checkpoint import checkpoint
+
+    plain = type(head).forward
+
+    def logprobs(hc: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(plain(head, hc).float(), dim=-1).gather(-1, tc[:, None]).squeeze(-1)
+
+    if chunk <= 0 or chunk >= h.shape[0]:
+        return logprobs(h, targets)
+    grad = torch.is_grad_enabled()
+    return torch.cat(
+        [
+            checkpoint(logprobs, h[i : i + chunk], targets[i : i + chunk], use_reentrant=False)
+            if grad
+            else logprobs(h[i : i + chunk], targets[i : i + chunk])
+            for i in range(0, h.shape[0], chunk)
+        ]
+    )
+
+
 def _output_layer(model) -> torch.nn.Module:
     inner = model.module if hasattr(model, "module") and not hasattr(model, "get_output_embeddings") else model
     return inner.get_output_embeddings()
@@ -42,26 +132,12 @@ def _chunked_head(head: torch.nn.Module) -> None:
 
 
 def _head_forward(head: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
-    from torch.utils.checkpoint import checkpoint
-
-    plain = type(head).forward
     targets = head._erl_targets
     if targets is None:
-        return plain(head, h)
-
-    def logprobs(hc: torch.Tensor, tc: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(plain(head, hc).float(), dim=-1).gather(-1, tc[:, None]).squeeze(-1)
-
+        return type(head).forward(head, h)
     b, n, width = h.shape
-    flat_h, flat_t, c = h[:, :-1, :].reshape(-1, width), targets.reshape(-1), head._erl_chunk
-    grad = torch.is_grad_enabled()
-    parts = [
-        checkpoint(logprobs, flat_h[i : i + c], flat_t[i : i + c], use_reentrant=False)
-        if grad
-        else logprobs(flat_h[i : i + c], flat_t[i : i + c])
-        for i in range(0, flat_h.shape[0], c)
-    ]
-    return torch.cat(parts).view(b, n - 1)
+    flat_h, flat_t = h[:, :-1, :].reshape(-1, width), targets.reshape(-1)
+    return _head_logprobs(head, flat_h, flat_t, head._erl_chunk).view(b, n - 1)
 
 
 def ppo_clip(logp, old_logp, adv, clip_low: float, clip_high: float, dual_clip: float):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.config import UpdateParams
-from pipeline.losses import answer_loss, k3_kl, ppo_clip, token_logprobs
+from pipeline.losses import answer_loss, k3_kl, ppo_clip, response_logprobs, token_logprobs
 from pipeline.progress import Progress
 
 
@@ -65,8 +65,15 @@ def _chunks(segs: list[Segment], max_tokens: int):
 
 
 def _logprobs(model, segs, pad_id, device, chunk: int = 0):
+    """Log-probs of the segments' tokens in _batch's layout ([B, L-1], position t predicting token t+1), set at the
+    response positions (the only ones any loss reads), and the response mask."""
     ids, mask = _batch(segs, pad_id, device)
-    return token_logprobs(model, ids, chunk), mask
+    parts = response_logprobs(model, [s.ids[: s.start] for s in segs], [s.ids[s.start :] for s in segs], pad_id, chunk)
+    if parts is None:
+        return token_logprobs(model, ids, chunk), mask
+    rows = torch.cat([torch.full((len(p),), r, dtype=torch.long) for r, p in enumerate(parts)]).to(device)
+    cols = torch.cat([torch.arange(s.start - 1, len(s.ids) - 1) for s in segs]).to(device)
+    return torch.zeros(mask.shape, device=device).index_put((rows, cols), torch.cat(parts)), mask
 
 
 @torch.no_grad()

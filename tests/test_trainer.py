@@ -10,9 +10,9 @@ import torch
 from accelerate import Accelerator
 
 from pipeline.config import TinyParams, UpdateParams
-from pipeline.losses import token_logprobs
+from pipeline.losses import response_logprobs, token_logprobs
 from pipeline.tiny.model import build_model, build_tokenizer
-from pipeline.trainer import Segment, _batch, segment_logprobs, segments_of, train_epoch
+from pipeline.trainer import Segment, _batch, _logprobs, segment_logprobs, segments_of, train_epoch
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +40,48 @@ def test_right_padding_needs_no_attention_mask(tiny):
         batched = token_logprobs(model, ids)[1, : len(short) - 1]
         alone = token_logprobs(model, torch.tensor([short]))[0]
     assert torch.allclose(batched, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+@pytest.mark.parametrize("chunk", [0, 3])
+def test_response_logprobs_match_the_full_forward(checkpointing, chunk):
+    """Shared prompts run once, the output layer only at response positions: the same log-probs and the same
+    gradients as one forward of every whole sequence (groups of three rows per prompt, prompts and responses of
+    different lengths, one prompt alone; with gradient checkpointing the prompts are not shared)."""
+    import random
+
+    tok = build_tokenizer(["a b c d e f g h i j k l m n o p ``` left down right up"])
+    model = build_model(tok, TinyParams(hidden_size=32, layers=2, heads=4, intermediate_size=64), seed=1)
+    rng = random.Random(0)
+    words = list(range(3, len(tok)))
+    prompts = [[rng.choice(words) for _ in range(n)] for n in (4, 9, 6)]
+    segs = []
+    for i in range(9):
+        p = prompts[i % 3]
+        segs.append(Segment(i, p + [rng.choice(words) for _ in range(rng.randrange(1, 6))], len(p)))
+    segs.append(Segment(9, [5, 6, 7, 8, 9], 2))
+    model.train()
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+    ids, mask = _batch(segs, tok.pad_token_id, "cpu")
+    full = token_logprobs(model, ids) * mask
+    full.sum().backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    got, got_mask = _logprobs(model, segs, tok.pad_token_id, "cpu", chunk)
+    got.sum().backward()
+    assert torch.equal(got_mask, mask)
+    assert torch.allclose(got, full, atol=1e-5)
+    for a, b in zip(want, [p.grad for p in model.parameters()]):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_response_logprobs_decline_models_they_cannot_split(tiny):
+    tok, model = tiny
+    other = copy.deepcopy(model)
+    other.config.model_type = "gemma2"  # soft-caps its logits after the output layer
+    assert response_logprobs(other, [[3, 4]], [[5]], tok.pad_token_id) is None
+    assert response_logprobs(model, [[3, 4]], [[5]], tok.pad_token_id) is not None
 
 
 def test_segments_one_per_turn():
