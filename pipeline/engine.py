@@ -74,10 +74,15 @@ class HFEngine:
         from transformers import DynamicCache
 
         dev = self.device
-        bsz, width = len(prompts), max(len(p) for p in prompts)
-        ids = torch.full((bsz, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((bsz, width), dtype=torch.long)
-        for r, p in enumerate(prompts):
+        bsz = len(prompts)
+        # Rows with the same prompt (a task's group of rollouts) share one prefill: the prompt runs once and its
+        # cache is copied to each of its rows.
+        unique: dict[tuple[int, ...], int] = {}
+        group = torch.tensor([unique.setdefault(tuple(p), len(unique)) for p in prompts], device=dev)
+        width = max(len(p) for p in unique)
+        ids = torch.full((len(unique), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(unique), width), dtype=torch.long)
+        for r, p in enumerate(unique):
             ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             mask[r, width - len(p) :] = 1
         ids, mask = ids.to(dev), mask.to(dev)
@@ -87,23 +92,31 @@ class HFEngine:
         rows = torch.arange(bsz, device=dev)  # the batch rows still generating
         steps: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, their new token) per step
         cache = DynamicCache()
-        step_ids, step_pos = ids, pos
+        logits = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+        ).logits[:, -1, :]
+        if len(unique) < bsz:
+            cache.batch_select_indices(group)
+        logits, mask, step_pos = logits[group], mask[group], pos[group][:, -1:]
         for t in range(sampling.max_new_tokens):
-            logits = self.model(
-                input_ids=step_ids, attention_mask=mask, position_ids=step_pos, past_key_values=cache, use_cache=True
-            ).logits[:, -1, :]
             nxt = sample(logits.float(), sampling, keys[rows], t)
             steps.append((rows, nxt))
             going = ~torch.isin(nxt, stop)
-            if not bool(going.any()):
+            if not bool(going.any()) or t + 1 == sampling.max_new_tokens:
                 break
             if not bool(going.all()):  # finished rows leave the batch, with their cache
                 keep = going.nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
                 rows, nxt, mask, step_pos = rows[keep], nxt[keep], mask[keep], step_pos[keep]
-            step_ids = nxt[:, None]
-            step_pos = step_pos[:, -1:] + 1
+            step_pos = step_pos + 1
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            logits = self.model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=step_pos,
+                past_key_values=cache,
+                use_cache=True,
+            ).logits[:, -1, :]
         out: list[list[int]] = [[] for _ in range(bsz)]
         for r, tok in steps:
             for row, tid in zip(r.tolist(), tok.tolist()):

@@ -30,6 +30,24 @@ def test_same_seed_same_sample_regardless_of_batch(engine):
     assert [g.token_ids for g in full] != [g.token_ids for g in other]
 
 
+def test_rows_with_one_prompt_share_its_prefill(engine):
+    """A task's group of rollouts: the prompt runs once for the group (the first forward has one row per distinct
+    prompt), and each row samples what it samples alone."""
+    eng, tok = engine
+    p, q = tok.encode("a b c d"), tok.encode("up")
+    prompts, seeds = [p, p, q, p, q], [1, 2, 3, 4, 5]
+    sizes = []
+    hook = eng.model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        shared = eng.generate(prompts, Sampling(temperature=1.0, max_new_tokens=6), seeds)
+    finally:
+        hook.remove()
+    assert sizes[0][0] == 2  # batch_size 3: rows p, p, q (sorted by length: q, q, p | p, p) -> 2 prompts
+    for prompt, seed, g in zip(prompts, seeds, shared):
+        alone = eng.generate([prompt], Sampling(temperature=1.0, max_new_tokens=6), [seed])[0]
+        assert g.token_ids == alone.token_ids
+
+
 def test_greedy_matches_argmax_and_stops_at_max_tokens(engine):
     eng, tok = engine
     p = tok.encode("a b c")
@@ -129,6 +147,7 @@ class ShrinkingModel(torch.nn.Module):
 
 def test_finished_rows_leave_the_batch():
     model = ShrinkingModel()
-    gens = HFEngine(model, stop_ids=[2], pad_id=0).generate([[1]] * 4, Sampling(max_new_tokens=10), [0, 1, 2, 3])
+    prompts = [[1], [3], [4], [6]]
+    gens = HFEngine(model, stop_ids=[2], pad_id=0).generate(prompts, Sampling(max_new_tokens=10), [0, 1, 2, 3])
     assert [g.token_ids for g in gens] == [[2], [5, 2], [5, 5, 2], [5, 5, 5, 2]]
     assert model.sizes == [4, 3, 2, 1]  # each forward runs only the rows still generating
