@@ -32,6 +32,16 @@ def episode_columns(ep) -> dict:
     }
 
 
+def retry_id(rollout_id: str, j: int) -> str:
+    """The id of the j-th guided retry of a failed rollout: "<rollout>-retry", then "<rollout>-retry1", ..."""
+    return f"{rollout_id}-retry{j or ''}"
+
+
+def is_first_retry(rid: str) -> bool:
+    """Whether a retry id is a rollout's first guided retry (the one compared with the plain retry)."""
+    return rid.endswith("-retry")
+
+
 def trace_from_row(row: dict, budget: int) -> Trace:
     n = len(row["actions"])
     steps = [

@@ -35,7 +35,7 @@ from pathlib import Path
 from pipeline.advantages import grpo, raft
 from pipeline.config import Params
 from pipeline.envs import Env, budget_of
-from pipeline.episodes import episode_columns, outcome, task_from_row, trace_from_row
+from pipeline.episodes import episode_columns, outcome, retry_id, task_from_row, trace_from_row
 from pipeline.memory import adopt, latest, slot_of
 from pipeline.prompts import batch_line, parse_reflection, prompt_set, reflector_messages, retry_system
 from pipeline.seeding import derive_seed
@@ -246,11 +246,11 @@ def retries(
     budget = budget_of(p.env)
     tasks = {t["task_id"]: task_from_row(t) for t in task_pool}
     engine, tok = policy.engine, policy.tokenizer
-    # retry.samples guided attempts per failure: "<rollout>-retry", then "<rollout>-retry1", ...
+    # retry.samples guided attempts per failure (episodes.retry_id)
     todo = [(f, refl_id, system, j) for f, refl_id, system in todo for j in range(p.retry.samples)]
     episodes = []
     for f, _, system, j in todo:
-        rid = f"{f['rollout_id']}-retry{j or ''}"
+        rid = retry_id(f["rollout_id"], j)
         episodes.append(Episode(rid, tasks[f["task_id"]], system, derive_seed(p.seed, epoch, "retry", rid)))
     run_episodes(
         engine,
@@ -378,7 +378,7 @@ def training_samples(p: Params, epoch: int, attempts, feedback_rows, reflection_
                     r["task_id"],
                     r["rollout_id"],
                     r["reflection_id"],
-                    retries_of[r["rollout_id"]][0]["retry_id"],
+                    retries_of[r["rollout_id"]][0]["retry_id"],  # its first guided retry (rows keep their order)
                     rew,
                     adv,
                     [r["prompt_ids"]],

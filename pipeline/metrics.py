@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from pipeline.episodes import is_first_retry
+
 
 def _mean(xs) -> float | None:
     xs = list(xs)
@@ -56,7 +58,7 @@ def eval_metrics(eval_rows: list[dict], second: list[dict] | None = None) -> dic
 
 def train_metrics(feedback, reflections, retries, memory, samples, steps, epoch: int) -> dict:
     # after one more attempt: the first guided retry of each failure (retry.samples may add more)
-    retry_ok = {r["rollout_id"]: r["success"] for r in retries if r["retry_id"].endswith("-retry")}
+    retry_ok = {r["rollout_id"]: r["success"] for r in retries if is_first_retry(r["retry_id"])}
     note = {f["rollout_id"]: f.get("note") for f in feedback}
     kinds = Counter(s["kind"] for s in samples)
     return {

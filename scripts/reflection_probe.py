@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.episodes import trace_from_row  # noqa: E402
+from pipeline.episodes import is_first_retry, trace_from_row  # noqa: E402
 
 
 def epoch_rows(art: Path, epoch: int, env) -> list[dict]:
@@ -43,7 +43,7 @@ def epoch_rows(art: Path, epoch: int, env) -> list[dict]:
     retries = {  # the first guided retry of each reflection (retry.samples may add more)
         r["reflection_id"]: r
         for r in read_rows("retries", d / "retries.parquet")
-        if r["reflection_id"] and r["retry_id"].endswith("-retry")
+        if r["reflection_id"] and is_first_retry(r["retry_id"])
     }
     by_task: dict[str, list[dict]] = {}
     for a in attempts.values():
