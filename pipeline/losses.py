@@ -29,9 +29,18 @@ def token_logprobs(model, ids: torch.Tensor, chunk: int = 0) -> torch.Tensor:
 PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "smollm3"}
 
 
-def response_logprobs(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int, chunk: int = 0):
-    """log p(response token | prompt, earlier response tokens) for each (prompt, response) row: a list of [len(r)]
-    float32 tensors, the same values as token_logprobs gives at those positions, for less compute:
+def response_logprobs(
+    model,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    pad_id: int,
+    chunk: int = 0,
+    scored: list[list[int]] | None = None,
+):
+    """log p(response token | prompt, earlier response tokens) for each (prompt, response) row: a list of float32
+    tensors, one value per token of the response (or per index in ``scored[row]``: the tokens that are trained,
+    when a response holds environment tokens between turns), the same values as token_logprobs gives at those
+    positions, for less compute:
 
     - The output layer runs only where a response token is predicted. Prompts are most of the tokens (the board,
       the conversation so far) and the output layer is a large part of a small model's cost (a fifth of
@@ -86,9 +95,16 @@ def response_logprobs(model, prompts: list[list[int]], responses: list[list[int]
         hidden = backbone(input_ids=ids.to(dev), use_cache=False).last_hidden_state
         at = (plen - 1)[:, None] + torch.arange(width_r, device=dev)[None, :]  # position t-1 predicts token t
         h_pred = hidden.gather(1, at.clamp(max=width - 1)[:, :, None].expand(-1, -1, hidden.shape[-1]))
-    keep = torch.arange(width_r, device=dev)[None, :] < rlen[:, None]
+    if scored is None:
+        keep = torch.arange(width_r, device=dev)[None, :] < rlen[:, None]
+        counts = rlen.tolist()
+    else:
+        keep = torch.zeros((len(responses), width_r), dtype=torch.bool)
+        for b, js in enumerate(scored):
+            keep[b, js] = True
+        keep, counts = keep.to(dev), [len(js) for js in scored]
     lp = _head_logprobs(head, h_pred[keep], resp[keep], chunk)
-    return list(lp.split(rlen.tolist()))
+    return list(lp.split(counts))
 
 
 def _head_logprobs(head: torch.nn.Module, h: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:

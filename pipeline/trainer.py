@@ -1,6 +1,9 @@
 """The policy update of one epoch with accelerate (one process on CPU; ``accelerate launch`` for DDP/FSDP on
-GPUs). Samples are lists of (prompt, response) segments: one segment per turn, so environment tokens are
-never trained on. Loss = sum over a sample's response tokens, mean over samples.
+GPUs). Samples are lists of (prompt, response) segments, one per turn; only response tokens are trained on,
+never the environment's. When a turn's prompt is the previous turn's prompt and response followed by more (the
+whole conversation in context, policy.history 0), the two turns are trained as one sequence: a turn's tokens see
+exactly what they saw when sampled, and an episode of T turns costs its length instead of about T^2/2 turns.
+Loss = sum over a sample's response tokens, mean over samples.
 
 With several processes each one trains its own shard of the samples, in lockstep: every process takes the
 same number of optimizer steps (a process whose shard has run out takes part with a zero-loss backward) and
@@ -27,14 +30,31 @@ class Segment:
     sample: int  # index into the sample list
     ids: list[int]
     start: int  # index in ids of the first response token
+    spans: list[tuple[int, int]] | None = None  # [lo, hi) of each response in ids; None: [(start, len(ids))]
+
+    def __post_init__(self):
+        if self.spans is None:
+            self.spans = [(self.start, len(self.ids))]
+
+    def positions(self) -> list[int]:
+        """The positions whose next-token log-prob is a response token's (position t predicts token t+1)."""
+        return [t - 1 for lo, hi in self.spans for t in range(lo, hi)]
 
 
 def segments_of(samples: list[dict]) -> list[Segment]:
     out = []
     for i, s in enumerate(samples):
+        last = None
         for prompt, resp in zip(s["prompt_ids"], s["response_ids"]):
-            if resp:
-                out.append(Segment(i, list(prompt) + list(resp), len(prompt)))
+            if not resp:
+                continue
+            ids = list(prompt) + list(resp)
+            if last is not None and ids[: len(last.ids)] == last.ids:  # this turn continues the last sequence
+                last.spans.append((len(prompt), len(ids)))
+                last.ids = ids
+            else:
+                last = Segment(i, ids, len(prompt))
+                out.append(last)
     return out
 
 
@@ -47,7 +67,8 @@ def _batch(segs: list[Segment], pad_id: int, device):
     mask = torch.zeros((len(segs), width - 1))
     for r, s in enumerate(segs):
         ids[r, : len(s.ids)] = torch.tensor(s.ids)
-        mask[r, s.start - 1 : len(s.ids) - 1] = 1.0  # position t predicts token t+1
+        for lo, hi in s.spans:
+            mask[r, lo - 1 : hi - 1] = 1.0  # position t predicts token t+1
     return ids.to(device), mask.to(device)
 
 
@@ -68,11 +89,18 @@ def _logprobs(model, segs, pad_id, device, chunk: int = 0):
     """Log-probs of the segments' tokens in _batch's layout ([B, L-1], position t predicting token t+1), set at the
     response positions (the only ones any loss reads), and the response mask."""
     ids, mask = _batch(segs, pad_id, device)
-    parts = response_logprobs(model, [s.ids[: s.start] for s in segs], [s.ids[s.start :] for s in segs], pad_id, chunk)
+    parts = response_logprobs(
+        model,
+        [s.ids[: s.start] for s in segs],
+        [s.ids[s.start :] for s in segs],
+        pad_id,
+        chunk,
+        scored=[[t + 1 - s.start for t in s.positions()] for s in segs],
+    )
     if parts is None:
         return token_logprobs(model, ids, chunk), mask
     rows = torch.cat([torch.full((len(p),), r, dtype=torch.long) for r, p in enumerate(parts)]).to(device)
-    cols = torch.cat([torch.arange(s.start - 1, len(s.ids) - 1) for s in segs]).to(device)
+    cols = torch.tensor([t for s in segs for t in s.positions()], dtype=torch.long, device=device)
     return torch.zeros(mask.shape, device=device).index_put((rows, cols), torch.cat(parts)), mask
 
 
@@ -85,7 +113,7 @@ def segment_logprobs(
     for batch in _chunks(segs, max_tokens):
         lp, mask = _logprobs(model, batch, pad_id, device, chunk)
         for r, s in enumerate(batch):
-            out[id(s)] = lp[r, s.start - 1 : len(s.ids) - 1].detach()
+            out[id(s)] = lp[r, s.positions()].detach()
     return out
 
 
@@ -168,10 +196,10 @@ def train_epoch(
                     adv = torch.zeros(len(chunk), 1, device=device)
                     kl_w = torch.zeros(len(chunk), 1, device=device)
                     for r, s in enumerate(chunk):
-                        sl = slice(s.start - 1, len(s.ids) - 1)
-                        old_lp[r, sl] = old[id(s)] if id(s) in old else lp[r, sl].detach()
+                        at = s.positions()
+                        old_lp[r, at] = old[id(s)] if id(s) in old else lp[r, at].detach()
                         if ref is not None:
-                            ref_lp[r, sl] = ref[id(s)]
+                            ref_lp[r, at] = ref[id(s)]
                         adv[r, 0] = samples[s.sample]["advantage"]
                         kl_w[r, 0] = u.kl_of(samples[s.sample]["kind"])
                     pg, clipped, ratio = ppo_clip(lp, old_lp, adv, u.clip_low, u.clip_high, u.dual_clip)

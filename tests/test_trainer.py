@@ -90,6 +90,41 @@ def test_segments_one_per_turn():
     assert [(s.ids, s.start) for s in segs] == [([1, 2, 4], 2), ([1, 2, 3, 5, 6], 3)]
 
 
+def test_a_turn_that_continues_the_conversation_joins_its_sequence():
+    """Whole conversation in context: turn 2's prompt is turn 1's prompt and response and the environment's reply,
+    so both turns are one sequence with two response spans; a turn whose prompt does not continue it starts anew."""
+    samples = [{"prompt_ids": [[1, 2], [1, 2, 4, 7], [9, 4]], "response_ids": [[4], [5, 6], [8]]}]
+    segs = segments_of(samples)
+    assert [(s.ids, s.spans) for s in segs] == [([1, 2, 4, 7, 5, 6], [(2, 3), (4, 6)]), ([9, 4, 8], [(2, 3)])]
+    assert segs[0].positions() == [1, 3, 4]
+
+
+@pytest.mark.parametrize("splittable", [True, False])
+def test_joined_turns_get_the_log_probs_and_gradients_of_separate_ones(splittable):
+    tok = build_tokenizer(["a b c d e f g h i j k l m n o p ``` left down right up"])
+    model = build_model(tok, TinyParams(hidden_size=32, layers=2, heads=4, intermediate_size=64), seed=2)
+    if not splittable:
+        model.config.model_type = "gemma2"  # the full-forward path
+    p1, r1, env, r2 = [3, 4, 5, 6], [7, 8], [9, 10, 11], [12, 13, 14]
+    sample = {"prompt_ids": [p1, p1 + r1 + env], "response_ids": [r1, r2]}
+    joined = segments_of([sample, sample])  # two rows with one prompt: shared in the update
+    assert len(joined) == 2 and joined[0].spans == [(4, 6), (9, 12)]
+    separate = [Segment(0, p1 + r1, 4), Segment(0, p1 + r1 + env + r2, 9)] * 2
+    model.train()
+    got, mask = _logprobs(model, joined, tok.pad_token_id, "cpu")
+    (got * mask).sum().backward()
+    g_joined = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    want, want_mask = _logprobs(model, separate, tok.pad_token_id, "cpu")
+    (want * want_mask).sum().backward()
+    assert torch.allclose(got[mask.bool()], want[want_mask.bool()], atol=1e-5)
+    for a, b in zip(g_joined, [p.grad for p in model.parameters()]):
+        assert torch.allclose(a, b, atol=1e-5)
+    with torch.no_grad():
+        lp = segment_logprobs(model, joined, tok.pad_token_id, "cpu", 10_000)
+    assert lp[id(joined[0])].shape == (5,)
+
+
 def _samples(tok):
     good = tok.encode("``` left ```", add_special_tokens=False)
     bad = tok.encode("``` up ```", add_special_tokens=False)
