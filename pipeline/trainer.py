@@ -157,12 +157,18 @@ def train_epoch(
     # that very policy, so their old log-probs are the trained ones, detached; a pass is needed only for samples
     # a later step trains (none in an on-policy single step).
     later = {i for k, o in enumerate(orders) for j in range(n_mb) for i in o[j * m : (j + 1) * m] if k or j}
+    # The log-prob passes call the model's backbone and output layer themselves (losses.response_logprobs), past
+    # the autocast that accelerate wraps around the model's forward: each runs under the accelerator's autocast.
     model.eval()
-    old = segment_logprobs(
-        model, [x for x in segs if x.sample in later], pad_id, device, u.micro_batch_tokens, u.logprob_chunk
-    )
+    with accelerator.autocast():
+        old = segment_logprobs(
+            model, [x for x in segs if x.sample in later], pad_id, device, u.micro_batch_tokens, u.logprob_chunk
+        )
     kl_on = u.kl_coef > 0 or bool(u.kl_coef_reflection)
-    ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens, u.logprob_chunk) if kl_on else None
+    with accelerator.autocast():
+        ref = (
+            segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens, u.logprob_chunk) if kl_on else None
+        )
     model.train()
     bar = Progress(n_steps, "update", enabled=accelerator.is_main_process)
     for ppo_epoch in range(u.ppo_epochs):
@@ -190,7 +196,8 @@ def train_epoch(
             for ci, chunk in enumerate(chunks):
                 sync = contextlib.nullcontext() if ci == len(chunks) - 1 else accelerator.no_sync(model)
                 with sync:
-                    lp, mask = _logprobs(model, chunk, pad_id, device, u.logprob_chunk)
+                    with accelerator.autocast():
+                        lp, mask = _logprobs(model, chunk, pad_id, device, u.logprob_chunk)
                     old_lp = torch.zeros_like(lp)
                     ref_lp = torch.zeros_like(lp)
                     adv = torch.zeros(len(chunk), 1, device=device)

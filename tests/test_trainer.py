@@ -265,3 +265,26 @@ def test_eval_kl_reads_the_first_k_replies_of_each_task(monkeypatch, tmp_path, k
     assert [(r["prompt_ids"][0][0], r["response_ids"][0][0]) for r in seen] == [
         (t, i) for t in range(3) for i in range(k)
     ]
+
+
+def test_log_prob_passes_run_under_the_accelerators_autocast(tiny):
+    """accelerate puts bf16 autocast around the prepared model's forward; the update's log-prob passes call the
+    backbone and output layer themselves, so they must run under the same autocast (on GPUs the fp32 master
+    weights would otherwise be multiplied in fp32, with twice the activation memory)."""
+    from accelerate.state import AcceleratorState
+
+    tok, model0 = tiny
+    model = copy.deepcopy(model0)
+    seen = []
+    hook = model.model.layers[0].mlp.down_proj.register_forward_hook(lambda m, a, out: seen.append(out.dtype))
+    AcceleratorState._reset_state(True)
+    try:
+        acc = Accelerator(cpu=True, mixed_precision="bf16")
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        model, opt = acc.prepare(model, opt)
+        u = UpdateParams(lr=1e-4, minibatch_size=4, ppo_epochs=2, kl_coef=0.0)
+        train_epoch(acc, model, None, opt, _samples(tok), u, tok.pad_token_id, seed=0)
+    finally:
+        hook.remove()
+        AcceleratorState._reset_state(True)
+    assert seen and set(seen) == {torch.bfloat16}
