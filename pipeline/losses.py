@@ -24,6 +24,14 @@ def token_logprobs(model, ids: torch.Tensor, chunk: int = 0) -> torch.Tensor:
         head._erl_targets = None
 
 
+def pad_right(rows: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Token rows as one [B, longest] long tensor, padded on the right."""
+    out = torch.full((len(rows), max(len(r) for r in rows)), pad_id, dtype=torch.long)
+    for b, r in enumerate(rows):
+        out[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
 # Architectures whose causal-LM logits are exactly output_layer(backbone hidden states): no soft-capping or scaling
 # after the output layer, so response_logprobs may run the two parts itself.
 PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "smollm3"}
@@ -51,9 +59,10 @@ def response_logprobs(
 
     Returns None when the model is not one it can split into backbone and output layer (wrapped for several
     processes, or an architecture outside PLAIN_HEAD_MODELS); the caller then uses token_logprobs."""
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel) or not hasattr(model, "get_decoder"):
-        return None
-    if getattr(model.config, "model_type", None) not in PLAIN_HEAD_MODELS:
+    from transformers import PreTrainedModel
+
+    # A wrapper (DDP, FSDP) must run its own forward: it synchronizes or gathers the parameters there.
+    if not isinstance(model, PreTrainedModel) or model.config.model_type not in PLAIN_HEAD_MODELS:
         return None
     backbone, head = model.get_decoder(), model.get_output_embeddings()
     dev = next(model.parameters()).device
@@ -61,19 +70,14 @@ def response_logprobs(
     group = [unique.setdefault(tuple(p), len(unique)) for p in prompts]
     checkpointing = bool(getattr(backbone, "gradient_checkpointing", False)) and model.training
     rlen = torch.tensor([len(r) for r in responses], device=dev)
-    width_r = max(len(r) for r in responses)
-    resp = torch.full((len(responses), width_r), pad_id, dtype=torch.long)
-    for b, r in enumerate(responses):
-        resp[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-    resp = resp.to(dev)
+    resp = pad_right(responses, pad_id).to(dev)
+    width_r = resp.shape[1]
     if len(unique) < len(prompts) and not checkpointing:
         plist = list(unique)
         plen = torch.tensor([len(p) for p in plist], device=dev)
-        width_p = int(plen.max())
-        ids = torch.full((len(plist), width_p), pad_id, dtype=torch.long)
-        for u, p in enumerate(plist):
-            ids[u, : len(p)] = torch.tensor(p, dtype=torch.long)
-        out = backbone(input_ids=ids.to(dev), use_cache=True)  # right padding: causal attention needs no mask
+        ids = pad_right(plist, pad_id).to(dev)
+        width_p = ids.shape[1]
+        out = backbone(input_ids=ids, use_cache=True)  # right padding: causal attention needs no mask
         idx = torch.tensor(group, device=dev)
         cache = out.past_key_values
         cache.batch_select_indices(idx)  # each row gets its prompt's keys and values (repeats share the graph)
@@ -88,11 +92,9 @@ def response_logprobs(
         h_pred = torch.cat([h_last[:, None], h_resp[:, :-1]], dim=1)  # h_pred[:, t] predicts resp[:, t]
     else:
         plen = torch.tensor([len(p) for p in prompts], device=dev)
-        width = int((plen + rlen).max())
-        ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-        for b, (p, r) in enumerate(zip(prompts, responses)):
-            ids[b, : len(p) + len(r)] = torch.tensor(list(p) + list(r), dtype=torch.long)
-        hidden = backbone(input_ids=ids.to(dev), use_cache=False).last_hidden_state
+        ids = pad_right([list(p) + list(r) for p, r in zip(prompts, responses)], pad_id).to(dev)
+        width = ids.shape[1]
+        hidden = backbone(input_ids=ids, use_cache=False).last_hidden_state
         at = (plen - 1)[:, None] + torch.arange(width_r, device=dev)[None, :]  # position t-1 predicts token t
         h_pred = hidden.gather(1, at.clamp(max=width - 1)[:, :, None].expand(-1, -1, hidden.shape[-1]))
     if scored is None:
