@@ -486,3 +486,30 @@ def test_hidden_holes_keep_train_and_test_apart_and_default_off():
     assert not {map_key(t) for t in train} & {map_key(t) for t in test}
     assert all("hidden" not in t.spec for t in FL().generate("train", 50, seed=2))
     assert [t.spec for t in FL().generate("train", 50, seed=2)] == [t.spec for t in FL().generate("train", 50, seed=2)]
+
+
+def test_hidden_ceiling_posterior_is_the_generators_own_distribution():
+    # scripts/hidden_ceiling.py bounds first-attempt success by where the generator puts a hidden hole given
+    # the visible map; check its closed form against the generator run many times on the same visible maps
+    import importlib.util
+    import random
+    from collections import Counter
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "hidden_ceiling.py"
+    spec_ = importlib.util.spec_from_file_location("hidden_ceiling", path)
+    hc = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(hc)
+    env = FL(hidden_holes=1)
+    for task in env.generate("train", 6, seed=3):
+        grid = hc.visible(task.spec)
+        shown = {**task.spec, "grid": ["".join(row) for row in grid]}
+        rng = random.Random(0)
+        draws = [env._hide_holes(shown, rng) for _ in range(3000)]
+        kept = [tuple(d["hidden"][0]) for d in draws if d is not None]
+        freq = {c: k / len(kept) for c, k in Counter(kept).items()}
+        want = hc.posterior(grid, tuple(task.spec["start"]), tuple(task.spec["goal"]))
+        assert set(freq) <= set(want)
+        assert max(abs(freq.get(c, 0.0) - w) for c, w in want.items()) < 0.04
+        bounds = hc.ceilings(task.spec, env.budget)
+        assert 0.0 <= bounds["best shortest"] <= bounds["best walk"] <= 1.0

@@ -330,18 +330,24 @@ def cell_symbol(state: FrozenLakeState, r: int, c: int) -> str:
     return FROZEN
 
 
-def _random_shortest_path(grid, start: tuple[int, int], goal: tuple[int, int], rng: random.Random) -> list | None:
-    """The cells of one shortest path through frozen cells, ties broken at random; None when there is none."""
+def distances(grid, goal: tuple[int, int]) -> dict[tuple[int, int], int]:
+    """Moves from every frozen cell that can reach the goal to the goal (breadth first from the goal)."""
     n = len(grid)
     dist = {goal: 0}
     queue = deque([goal])
-    while queue:  # distances to the goal
+    while queue:
         r, c = queue.popleft()
         for dr, dc in MOVES.values():
             cell = (r + dr, c + dc)
             if 0 <= cell[0] < n and 0 <= cell[1] < n and cell not in dist and grid[cell[0]][cell[1]] == FROZEN:
                 dist[cell] = dist[(r, c)] + 1
                 queue.append(cell)
+    return dist
+
+
+def _random_shortest_path(grid, start: tuple[int, int], goal: tuple[int, int], rng: random.Random) -> list | None:
+    """The cells of one shortest path through frozen cells, ties broken at random; None when there is none."""
+    dist = distances(grid, goal)
     if start not in dist:
         return None
     path = [start]
