@@ -45,6 +45,9 @@ def test_summary_table_spread_and_retry_columns(tmp_path):
         "| 0.300 / 0.200 | 3 | 50 |" in md
     )  # memory: adoptions per run, mean over seeds
     assert "| rlvr | 0.200 | 0.300 | 0.300 | 0.300 | 0.400 | - | - | - / - | 3 | 50 |" in md
+    # the channel: ratio and difference of the second-half means, each seed's pair; rlvr has no retries
+    assert "| erl | 0.300 | 0.200 | 1.50x | +0.100 | 0.400 / 0.100, 0.200 / 0.300 |" in md
+    assert "| rlvr |" not in md.split("The retry channel")[1].split("Train pre/post")[0]
     assert "Partial" not in md
 
 

@@ -151,6 +151,12 @@ def summarize(results: dict[tuple[str, int], list[dict]]) -> dict[str, dict]:
             "control": _epoch_mean(runs, "retry_control_success"),
             "retry_2nd": _second_half(runs, "retry_success"),
             "control_2nd": _second_half(runs, "retry_control_success"),
+            "channel_by_seed": [
+                (g, c)
+                for r in runs
+                if (g := _second_half([r], "retry_success")) is not None
+                and (c := _second_half([r], "retry_control_success")) is not None
+            ],
             "reflect_final": _mean_sd([x for r in runs if (x := _last(r, "eval_reflect_success")) is not None]),
             "two_final": _mean_sd([x for r in runs if (x := _last(r, "eval_two_tries_success")) is not None]),
             "seconds": statistics.fmean(r[-1]["seconds"] for r in runs),
@@ -244,6 +250,22 @@ def write_markdown(summary: dict, meta: dict, path: Path, pairs: dict | None = N
             f"| {cell(summary[a]['two_final'])} |"
             for a in arms
         ]
+    channel = [a for a in arms if summary[a]["channel_by_seed"]]
+    if channel:
+        lines += [
+            "",
+            "The retry channel over the second half of training: second attempts on failed training tasks guided by "
+            "the reflection (or by the raw summary without reflection) against the plain retry under s0 on the "
+            "same tasks; ratio and difference of the means, then each seed's pair.",
+            "",
+            "| arm | guided | plain | ratio | difference | by seed, guided / plain |",
+            "|---|---|---|---|---|---|",
+        ]
+        for a in channel:
+            g, c = summary[a]["retry_2nd"], summary[a]["control_2nd"]
+            ratio = f"{g / c:.2f}x" if c else "-"
+            by_seed = ", ".join(f"{x:.3f} / {y:.3f}" for x, y in summary[a]["channel_by_seed"])
+            lines.append(f"| {a} | {g:.3f} | {c:.3f} | {ratio} | {g - c:+.3f} | {by_seed} |")
     lines += [
         "",
         "Train pre/post: the last epoch. Retry columns: success of second attempts on failed training tasks, "
