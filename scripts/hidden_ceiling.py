@@ -43,6 +43,12 @@ def visible(spec: dict) -> list[list[str]]:
     return grid
 
 
+def closer(dist: dict[Cell, int], cell: Cell) -> list[Cell]:
+    """The neighbours of ``cell`` one move nearer the goal (``dist``: distances to it)."""
+    steps = [(cell[0] + dr, cell[1] + dc) for dr, dc in MOVES.values()]
+    return [x for x in steps if dist.get(x) == dist[cell] - 1]
+
+
 def shortest_paths(grid: list[list[str]], start: Cell, goal: Cell) -> list[tuple[list[Cell], float]]:
     """Every shortest path from start to goal, each with its chance of being drawn move by move at random
     (as ``_random_shortest_path`` draws it)."""
@@ -50,12 +56,10 @@ def shortest_paths(grid: list[list[str]], start: Cell, goal: Cell) -> list[tuple
     paths: list[tuple[list[Cell], float]] = []
 
     def extend(path: list[Cell], p: float) -> None:
-        cell = path[-1]
-        if cell == goal:
+        if path[-1] == goal:
             paths.append((path, p))
             return
-        steps = [(cell[0] + dr, cell[1] + dc) for dr, dc in MOVES.values()]
-        steps = [x for x in steps if dist.get(x) == dist[cell] - 1]
+        steps = closer(dist, path[-1])
         for x in steps:
             extend([*path, x], p / len(steps))
 
@@ -63,10 +67,11 @@ def shortest_paths(grid: list[list[str]], start: Cell, goal: Cell) -> list[tuple
     return paths
 
 
-def posterior(grid: list[list[str]], start: Cell, goal: Cell) -> dict[Cell, float]:
-    """Where the generator puts the hidden hole, given the visible map: a path drawn as above, then a random
-    cell of it (not its ends) whose loss keeps the shortest length; a path with no such cell rejects the map."""
-    length = distances(grid, goal)[start]
+def posterior(grid: list[list[str]], start: Cell, goal: Cell, paths: list) -> dict[Cell, float]:
+    """Where the generator puts the hidden hole, given the visible map and its ``shortest_paths``: a path drawn
+    as they are, then a random cell of it (not its ends) whose loss keeps the shortest length; a path with no
+    such cell rejects the map."""
+    length = len(paths[0][0]) - 1
     keeps_length: dict[Cell, bool] = {}
 
     def may_hide(cell: Cell) -> bool:
@@ -78,7 +83,7 @@ def posterior(grid: list[list[str]], start: Cell, goal: Cell) -> dict[Cell, floa
 
     weights: dict[Cell, float] = {}
     accepted = 0.0
-    for path, p in shortest_paths(grid, start, goal):
+    for path, p in paths:
         options = [c for c in path[1:-1] if may_hide(c)]
         if options:
             accepted += p
@@ -96,15 +101,14 @@ def ceilings(spec: dict, budget: int) -> dict[str, float]:
     n, start, goal = len(grid), tuple(spec["start"]), tuple(spec["goal"])
     dist = distances(grid, goal)
     paths = shortest_paths(grid, start, goal)
-    where = posterior(grid, start, goal)
+    where = posterior(grid, start, goal, paths)
 
     def uniform_move(cell: Cell) -> float:
         if cell in hidden:
             return 0.0
         if cell == goal:
             return 1.0
-        steps = [(cell[0] + dr, cell[1] + dc) for dr, dc in MOVES.values()]
-        return statistics.fmean(uniform_move(x) for x in steps if dist.get(x) == dist[cell] - 1)
+        return statistics.fmean(uniform_move(x) for x in closer(dist, cell))
 
     best = [0.0]
 
@@ -137,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline import layout
     from pipeline.artifacts import read_rows
-    from pipeline.config import load_params
+    from pipeline.config import load_or_exit
 
-    env = load_params(args.params).env
+    env = load_or_exit(args.params).env
     if env.name != "frozenlake" or not env.frozenlake.hidden_holes:
         raise SystemExit(f"hidden_ceiling: {args.params} is not FrozenLake with hidden holes")
     path = layout.epoch_dir(0, args.artifacts) / f"tasks_{args.split}.parquet"

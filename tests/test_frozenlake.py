@@ -508,7 +508,8 @@ def test_hidden_ceiling_posterior_is_the_generators_own_distribution():
         draws = [env._hide_holes(shown, rng) for _ in range(3000)]
         kept = [tuple(d["hidden"][0]) for d in draws if d is not None]
         freq = {c: k / len(kept) for c, k in Counter(kept).items()}
-        want = hc.posterior(grid, tuple(task.spec["start"]), tuple(task.spec["goal"]))
+        start, goal = tuple(task.spec["start"]), tuple(task.spec["goal"])
+        want = hc.posterior(grid, start, goal, hc.shortest_paths(grid, start, goal))
         assert set(freq) <= set(want)
         assert max(abs(freq.get(c, 0.0) - w) for c, w in want.items()) < 0.04
         bounds = hc.ceilings(task.spec, env.budget)
