@@ -1,6 +1,7 @@
 """Parquet tables with explicit schemas, written atomically, with the lineage of the file in its footer.
-Every table carries the row ids of the architecture page: task_id -> rollout_id -> reflection_id ->
-retry_id -> sample_id -> update (checkpoint sha256 + parent sha256). No torch here."""
+Every table carries the row ids that link a weight update back to its sources: task_id -> rollout_id ->
+reflection_id -> retry_id -> sample_id -> update (checkpoint sha256 + parent sha256; docs/guide.md, Artifacts and
+lineage). No torch here."""
 
 from __future__ import annotations
 

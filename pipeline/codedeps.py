@@ -10,7 +10,7 @@ import functools
 import sys
 from pathlib import Path
 
-from pipeline.layout import EPOCH_STAGES, STAGES
+from pipeline.layout import EPOCH_STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("pipeline", "stages", "tools")
@@ -21,7 +21,6 @@ RUNTIME_IMPORTS: dict[str, tuple[str, ...]] = {
     "pipeline.envs": ("pipeline.envs.{env}",),  # make_env imports the environment by name
     "pipeline.tiny.warmstart": ("pipeline.tiny.{env}",),  # the warm start's exercises for that environment
     "stages.epochs": tuple(f"stages.{s}" for s in EPOCH_STAGES),  # runs the steps of an epoch by name
-    "pipeline.graph": tuple(f"stages.{s}" for s in STAGES),  # reads each stage's KEYS
 }
 
 

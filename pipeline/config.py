@@ -475,6 +475,16 @@ class Params(_Strict):
         return out
 
 
+def union_keys(*keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The params keys (dotted, as ``Params.sections`` takes them) of several stages together, in first-seen
+    order, without a key whose parent section is listed too."""
+    seen: list[str] = []
+    for k in (k for ks in keys for k in ks):
+        if k not in seen:
+            seen.append(k)
+    return tuple(k for k in seen if not any(k.startswith(p + ".") for p in seen))
+
+
 def resolve(cls, params=None, overrides: dict | None = None):
     """``params`` (an instance of the pydantic model ``cls``; default: its defaults, which are params.yaml's) with
     single keys overridden, validated: how environments take their settings."""
@@ -517,8 +527,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> Params:
-    path = Path(path)
+def _read_mapping(path: Path) -> dict:
+    """The YAML mapping in ``path``; ParamsError naming the file for anything else."""
     if not path.exists():
         raise ParamsError(f"{path}: file not found")
     try:
@@ -534,6 +544,62 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise ParamsError(f"{path}: not valid YAML: {where}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base``, mapping by mapping (a new dict; neither is changed)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+EXTENDS = "extends"  # a preset names the preset it builds on: `extends: paper` reads paper.yaml beside it
+
+
+def preset_layers(path: str | Path) -> list[tuple[Path, dict]]:
+    """(file, mapping) of a params file and of the presets it extends, the most basic first, ``extends`` removed."""
+    layers: list[tuple[Path, dict]] = []
+    path = Path(path)
+    while True:
+        raw = _read_mapping(path)
+        layers.insert(0, (path, raw))
+        base = raw.pop(EXTENDS, None)
+        if base is None:
+            return layers
+        if not isinstance(base, str) or not base.strip():
+            raise ParamsError(f"{path}: {EXTENDS}: expected the name of a preset (got {base!r})")
+        nxt = path.parent / (base if base.endswith((".yaml", ".yml")) else f"{base}.yaml")
+        if any(nxt.resolve() == p.resolve() for p, _ in layers):
+            raise ParamsError(f"{path}: {EXTENDS}: {base!r} extends itself (through {nxt})")
+        path = nxt
+
+
+def expand(path: str | Path = PARAMS_FILE) -> dict:
+    """Every parameter a params file gives: the defaults (params.yaml's values, which the code's defaults equal),
+    with the presets it extends laid over them, then the file itself. A preset therefore names only what it
+    changes; `erl preset` writes the expansion to params.yaml, the file DVC reads."""
+    raw = Params().model_dump(mode="json")
+    for _, layer in preset_layers(path):
+        raw = merge(raw, layer)
+    return raw
+
+
+def check_expanded(path: str | Path = PARAMS_FILE) -> None:
+    """ParamsError unless ``path`` holds its values itself: DVC reads params.yaml as it is, so a params.yaml that
+    extends a preset would leave DVC blind to every value it inherits."""
+    if len(preset_layers(path)) > 1:
+        raise ParamsError(
+            f"{path}: '{EXTENDS}' is for presets: DVC would not see the values it inherits; write them out with "
+            "`erl preset NAME`"
+        )
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Validated params of a params file (params.yaml, or a preset: see :func:`expand`)."""
+    path = Path(path)
+    raw = expand(path)
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

@@ -180,8 +180,7 @@ def usable_cores() -> int:
 
 def configure_threads() -> int:
     """Set torch's thread count to the cores this process may use (or ERL_THREADS). More threads than cores make
-    torch processes that share a machine collapse: two processes with two threads each on 2 cores ran 3-7x
-    slower, and SmolLM2 generated about 1 token/s with two threads while another process held a core."""
+    torch processes that share a machine collapse (reports/results.md, Measurements behind the code)."""
     n = int(os.environ.get("ERL_THREADS") or 0) or usable_cores()
     torch.set_num_threads(n)
     return n

@@ -1,5 +1,5 @@
-"""Memory of one policy update on a GPU, estimated from the model's config and the update params: what `erl
-memory` prints and what `init` checks before a run that cannot fit starts. Counts per device (DDP: every
+"""Memory of one policy update on a GPU, estimated from the model's config and the update params: what `init`
+checks before a run that cannot fit starts. Counts per device (DDP: every
 process holds a full replica), for training in fp32 master weights with bf16 compute, AdamW moments in fp32,
 gradient checkpointing per decoder layer and token log-probs computed in chunks. Add 10-20% for the allocator's
 fragmentation: the margin is ``HEADROOM``. No torch here."""
@@ -7,6 +7,8 @@ fragmentation: the margin is ``HEADROOM``. No torch here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from pipeline.errors import InputError
 
 GiB = 2**30
 HEADROOM = 1.15  # the CUDA caching allocator's fragmentation, on top of the tensors counted
@@ -46,7 +48,7 @@ class Shape:
 
     def layer_saved_per_token(self) -> int:
         """Bytes autograd saves inside one decoder layer per token in bf16 (norms, attention, MLP), which live
-        while that layer is recomputed for its backward (measured tensor by tensor on a Qwen3-4B layer: 170,792)."""
+        while that layer is recomputed for its backward (on a Qwen3-4B layer this gives 170,792, the sum of the tensors autograd saved there)."""
         h, i, q, kv = self.hidden, self.intermediate, self.heads * self.head_dim, self.kv_heads * self.head_dim
         return 16 * h + 8 + 10 * q + 10 * kv + 8 * self.heads + 4 * self.kv_heads + 4 * self.head_dim + 8 * i
 
@@ -83,8 +85,8 @@ def estimate(
     return out
 
 
-class DoesNotFit(RuntimeError):
-    """An update that cannot fit the GPU it would run on; the message has the numbers."""
+class DoesNotFit(InputError):
+    """An update that cannot fit the GPU it would run on; the message has the numbers and settings that fit."""
 
 
 def for_params(p, config: dict) -> dict[str, float]:

@@ -3,7 +3,7 @@ and ``train.epochs`` stays the single place the number of epochs is set. `erl dv
 the validate stage (and a test) refuse a dvc.yaml that is out of step with params.yaml.
 
 Each stage depends on the source files it imports for the environment in use (pipeline/codedeps.py), the files
-it reads and the params it reads (each stage module's KEYS), so `dvc repro` reruns exactly what a change
+it reads and the params it reads (each stage module's KEYS, read from its source), so `dvc repro` reruns exactly what a change
 affects; every stage also depends on the validate stage's output, so params are checked before DVC removes any
 stage's outputs. The graph's shape depends on ``train.epochs``, ``train.epochs_per_stage`` (0: seven one-step
 stages per epoch; k: one stage per k epochs, run by stages/epochs.py in one process, with the same artifacts)
@@ -12,13 +12,13 @@ when set). No torch here."""
 
 from __future__ import annotations
 
-import importlib
+import ast
 from pathlib import Path
 
 import yaml
 
 from pipeline import codedeps, layout
-from pipeline.config import Params
+from pipeline.config import Params, union_keys
 
 HEADER = "# Generated from params.yaml by `erl dvc-yaml` for {shape}; do not edit by hand.\n"
 REPORT_OUTS = ["reports/report.md", "reports/report.html", "reports/success.png", "reports/training.png"]
@@ -47,8 +47,18 @@ def _p(path: Path) -> str:
     return path.as_posix()
 
 
-def _keys(stage: str) -> list[str]:
-    return list(importlib.import_module(f"stages.{stage}").KEYS)
+def stage_keys(stage: str) -> tuple[str, ...]:
+    """The params ``stages/<stage>.py`` reads: its ``KEYS`` literal, read from the source without importing the
+    stage (so building the graph runs no stage code); the epochs stage reads what the steps it runs read."""
+    if stage == "epochs":
+        return union_keys(*(stage_keys(s) for s in layout.EPOCH_STAGES))
+    path = codedeps.module_file(f"stages.{stage}")
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "KEYS" for t in targets):
+                return tuple(ast.literal_eval(node.value))
+    raise ValueError(f"{path}: no KEYS = (...) literal naming the params the stage reads")
 
 
 def _stage(script: str, cmd: str, env: str, deps: list[Path], outs: list[Path], metrics=()) -> dict:
@@ -56,7 +66,7 @@ def _stage(script: str, cmd: str, env: str, deps: list[Path], outs: list[Path], 
     spec = {
         "cmd": cmd,
         "deps": list(dict.fromkeys(code + [_p(VALIDATED)] + [_p(d) for d in deps])),  # epoch 1: prev = init
-        "params": _keys(script),
+        "params": list(stage_keys(script)),
         "outs": [_p(o) for o in outs],
     }
     if metrics:
@@ -70,20 +80,7 @@ def _step(stage: str, epoch: int | None, env: str, deps: list[Path], outs: list[
 
 
 def _tables(e: int) -> dict[str, Path]:
-    d = layout.epoch_dir(e)
-    names = (
-        "attempts",
-        "feedback",
-        "reflections",
-        "retries",
-        "samples",
-        "memory",
-        "updates",
-        "steps",
-        "eval",
-        "eval_retries",
-    )
-    return {n: d / f"{n}.parquet" for n in names}
+    return {n: layout.table_path(n, e) for n in layout.TABLES}
 
 
 def _checkpoint_outs(p: Params, e: int) -> list[Path]:
@@ -155,22 +152,7 @@ def _block(p: Params, a: int, b: int, env: str, tr: Path, te: Path, env_deps: li
     epoch ``a``'s steps read from outside the block and writes every artifact of its epochs."""
     outs: list[Path] = []
     for e in range(a, b + 1):
-        t = _tables(e)
-        outs += [
-            t[n]
-            for n in (
-                "attempts",
-                "feedback",
-                "reflections",
-                "retries",
-                "samples",
-                "memory",
-                "updates",
-                "steps",
-                "eval",
-                "eval_retries",
-            )
-        ] + _checkpoint_outs(p, e)
+        outs += list(_tables(e).values()) + _checkpoint_outs(p, e)
     deps = [
         layout.checkpoint_path(a - 1),
         layout.checkpoint_path(0),
@@ -210,7 +192,13 @@ def build(p: Params) -> dict:
     tr, te = init / "tasks_train.parquet", init / "tasks_test.parquet"
     init_deps, init_outs, env_deps = _env_files(p)
     validate = _step("validate", None, env, [], [VALIDATED])
-    validate["deps"] = [d for d in validate["deps"] if d != _p(VALIDATED)] + ["params.yaml"]
+    # What validate compares dvc.yaml with also depends on the KEYS the stage scripts declare (read as text above),
+    # so a change of them reruns it. An import added to a library file without `erl dvc-yaml` is caught where it
+    # matters instead: the stage that runs the file exits naming it (stagekit.script).
+    scripts = [f"stages/{s}.py" for s in layout.STAGES]
+    validate["deps"] = list(dict.fromkeys([d for d in validate["deps"] if d != _p(VALIDATED)] + scripts)) + [
+        "params.yaml"
+    ]
     stages = {
         "validate": validate,
         "init": _step(

@@ -7,6 +7,17 @@ from pathlib import Path
 
 # One epoch = one experience -> reflection -> consolidation round, in this order.
 EPOCH_STAGES: tuple[str, ...] = ("sample", "feedback", "reflect", "retry", "consolidate", "update", "evaluate")
+# The per-epoch tables each step writes (artifacts/epoch_NNN/<table>.parquet), in the order of the steps.
+EPOCH_TABLES: dict[str, tuple[str, ...]] = {
+    "sample": ("attempts",),
+    "feedback": ("feedback",),
+    "reflect": ("reflections",),
+    "retry": ("retries",),
+    "consolidate": ("samples", "memory"),
+    "update": ("updates", "steps"),
+    "evaluate": ("eval", "eval_retries"),
+}
+TABLES: tuple[str, ...] = tuple(t for step in EPOCH_STAGES for t in EPOCH_TABLES[step])
 # Every stage script (stages/<name>.py): validate checks params first, epochs runs whole epochs in one process.
 STAGES: tuple[str, ...] = ("validate", "init", *EPOCH_STAGES, "epochs", "report")
 ARTIFACTS = Path("artifacts")
@@ -34,6 +45,11 @@ def training_stages(epochs: int, per_stage: int = 0) -> list[tuple[str, list[int
     if per_stage <= 0:
         return [(stage_name(s, e), [e] if s == "evaluate" else []) for e in range(1, epochs + 1) for s in EPOCH_STAGES]
     return [(block_name(a, b), list(range(a, b + 1))) for a, b in epoch_blocks(epochs, per_stage)]
+
+
+def table_path(table: str, epoch: int, root: Path = ARTIFACTS) -> Path:
+    """Where epoch ``epoch``'s ``table`` is (memory.parquet of epoch 0 is init's empty memory)."""
+    return epoch_dir(epoch, root) / f"{table}.parquet"
 
 
 def epoch_dir(epoch: int, root: Path = ARTIFACTS) -> Path:

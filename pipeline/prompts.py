@@ -175,6 +175,14 @@ def batch_line(feedback_rows: list[dict]) -> str:
     return f"This batch: mean first-attempt reward {mean:.2f}, success rate {ok:.2f}, {n} attempts."
 
 
+def no_reflection_prompt(prompts: PromptSet, summary: str, batch: str) -> str:
+    """The no-reflection ablation's second-attempt system prompt: s0, a generic instruction to use the past
+    attempt, and the whole reflection context of the failed attempt (without memory) in place of a reflection
+    (the paper prompts; the tiny ones use the bare summary)."""
+    context = prompts.reflector_user.format(summary=summary, memory=prompts.no_memory, batch=batch)
+    return prompts.no_reflection_system.format(summary=summary, context=context)
+
+
 def reflector_messages(prompts: PromptSet, summary: str, memory: str | None, batch: str = "") -> list[dict]:
     user = prompts.reflector_user.format(summary=summary, memory=memory or prompts.no_memory, batch=batch)
     return [{"role": "system", "content": prompts.reflector_system}, {"role": "user", "content": user}]

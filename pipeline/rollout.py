@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config import Sampling
+from pipeline.config import Params, Sampling
+from pipeline.envs import budget_of
 from pipeline.envs.base import Env, Step, Task, Trace
 from pipeline.progress import Progress
 from pipeline.seeding import derive_seed
@@ -110,3 +111,19 @@ def replay_prompts(tok, ep: Episode, system: str, history: int, max_prompt_token
         encode_chat(tok, turn_messages(system, ep.messages[: t + 1], ep.responses[:t], history), max_prompt_tokens)
         for t in range(len(ep.responses))
     ]
+
+
+def play(p: Params, policy, env: Env, episodes: list[Episode], sampling: Sampling, desc: str) -> list[Episode]:
+    """:func:`run_episodes` with the run's settings: ``policy``'s engine and tokenizer, ``policy.history``,
+    ``policy.max_prompt_tokens`` and the environment's step budget."""
+    return run_episodes(
+        policy.engine,
+        policy.tokenizer,
+        env,
+        episodes,
+        sampling,
+        p.policy.history,
+        p.policy.max_prompt_tokens,
+        budget_of(p.env),
+        desc=desc,
+    )

@@ -21,7 +21,6 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 from pipeline import codedeps, guard, layout  # noqa: E402
 from pipeline.config import Params, ParamsError, load_or_exit  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
-from pipeline.gpumem import DoesNotFit  # noqa: E402
 from pipeline.lineage import stage_lineage  # noqa: E402
 
 log = logging.getLogger("erl")
@@ -126,7 +125,7 @@ def stage_errors(ctx_name: str):
     t0 = time.perf_counter()
     try:
         yield
-    except (FileNotFoundError, InputError, ParamsError, DoesNotFit) as exc:
+    except (FileNotFoundError, InputError, ParamsError) as exc:
         print(f"error: {ctx_name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     work = time.perf_counter() - t0

@@ -48,8 +48,8 @@ def main(argv=None) -> int:
     if args.boards:
         fl = p.env.frozenlake.model_copy(update={"summary_boards": args.boards == "yes"})
         p = p.model_copy(update={"env": p.env.model_copy(update={"frozenlake": fl})})
-    from pipeline import erl
     from pipeline.envs import make_env
+    from pipeline.erl import tasks
     from pipeline.policy import Policy
     from pipeline.prompts import parse_reflection, prompt_set, reflector_messages
     from pipeline.rollout import encode_chat
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="copy-probe-"))
     env = make_env(p.env, work)
-    train, test = erl.task_sets(p, env)
+    train, test = tasks.task_sets(p, env)
     policy = args.policy
     if policy is None:
         t0 = time.perf_counter()

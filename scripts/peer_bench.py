@@ -13,7 +13,7 @@ subprocess (same thread count; the first round of each is a warm-up and is not c
 A round = P prompts x G rollouts generated in one batch, then updated on.
   erl : rollout.run_episodes (chat template, pipeline.engine.HFEngine.generate at temperature 1, env.step) ->
         reward -> pipeline.advantages.grpo -> pipeline.trainer.train_epoch (minibatch_size M, ppo_epochs E),
-        in memory, as one process would run erl.first_attempts + consolidate + update
+        in memory, as one process would run attempts.first_attempts + consolidate + update
   trl : trl.GRPOTrainer, use_vllm False, generation_batch_size P*G, per_device_train_batch_size M, GA 1,
         num_iterations E (multi-turn: environment_factory with one tool per action)
 Default M = P*G and E = 1: one optimizer step per round, on-policy.
@@ -110,7 +110,7 @@ def build_shared_model(out: Path, hidden: int, layers: int, heads: int, inter: i
 
     from pipeline.config import TinyParams
     from pipeline.envs.grid import ACTIONS
-    from pipeline.losses import answer_loss
+    from pipeline.sft import answer_loss
     from pipeline.tiny.model import build_model, build_tokenizer
 
     env = make_env()
@@ -220,7 +220,7 @@ def run_erl(a) -> dict:
         t0 = time.perf_counter()
         batch = list(range(k * a.P, (k + 1) * a.P))
         rows = [(i, g) for i in batch for g in range(a.G)]  # G rollouts of each prompt, grouped
-        # as erl.first_attempts does: one Episode per rollout under s0, played by rollout.run_episodes (which
+        # as attempts.first_attempts does: one Episode per rollout under s0, played by rollout.run_episodes (which
         # chat-templates each turn's prompt, generates in one batch per turn, decodes and steps the env)
         episodes = [
             Episode(f"s{k}-{i}-{g}", Task(f"t{i}", "train", specs[i], 0), s0, derive_seed(a.seed, k, i, g))

@@ -1,4 +1,4 @@
-"""consolidate: the training samples and the memory (step 5 of the round, pipeline/erl.py): first attempts,
+"""consolidate: the training samples and the memory (step 5 of the round, pipeline/erl/consolidate.py): first attempts,
 reflections, second attempts and distilled second attempts under s0, with their advantages and source ids, and
 the next memory version. Needs no model.
 
@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from pipeline import erl, stagekit
+from pipeline import stagekit
 from pipeline.artifacts import read_rows, write_table
+from pipeline.erl.consolidate import consolidate
 
 log = logging.getLogger("erl")
 KEYS = ("algorithm", "ablation", "consolidate")
@@ -27,9 +28,7 @@ def main(argv=None) -> None:
         p, e = ctx.params, ctx.epoch
         t = {n: read_rows(n, ctx.path(n)) for n in TABLES}
         memory_rows = read_rows("memory", ctx.path("memory", e - 1))
-        samples, memory = erl.consolidate(
-            p, e, t["attempts"], t["feedback"], t["reflections"], t["retries"], memory_rows
-        )
+        samples, memory = consolidate(p, e, t["attempts"], t["feedback"], t["reflections"], t["retries"], memory_rows)
         lineage = ctx.lineage([ctx.path(n) for n in TABLES] + [ctx.path("memory", e - 1)], KEYS)
         write_table("samples", samples, ctx.path("samples"), lineage)
         write_table("memory", memory, ctx.path("memory"), lineage)

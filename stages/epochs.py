@@ -2,7 +2,7 @@
 feedback, reflect, retry, consolidate, update, evaluate) run in order through the very same stage code as
 the one-stage-per-step graph, so they read and write the same artifacts with the same schemas, row ids and
 lineage footers. What changes is start-up: torch and transformers are imported once per block instead of
-once per step (about 5 s each on 2 cores), and DVC checks one stage instead of seven per epoch.
+once per step, and DVC checks one stage instead of seven per epoch.
 
   python -m stages.epochs --first 1 --last 5
 
@@ -19,34 +19,12 @@ import time
 from pathlib import Path
 
 from pipeline import layout, stagekit
-from pipeline.config import load_or_exit
+from pipeline.config import load_or_exit, union_keys
 
 log = logging.getLogger("erl")
 
 
-def _keys() -> tuple[str, ...]:
-    """The params every step reads, without a key whose parent section is listed too."""
-    keys: list[str] = []
-    for s in layout.EPOCH_STAGES:
-        for k in importlib.import_module(f"stages.{s}").KEYS:
-            if k not in keys:
-                keys.append(k)
-    return tuple(k for k in keys if not any(k.startswith(p + ".") for p in keys))
-
-
-KEYS = _keys()
-
-
-# What each step writes, checked before a block resumes after the epoch it belongs to.
-OUTPUTS = {
-    "sample": ("attempts",),
-    "feedback": ("feedback",),
-    "reflect": ("reflections",),
-    "retry": ("retries",),
-    "consolidate": ("samples", "memory"),
-    "update": ("updates", "steps"),
-    "evaluate": ("eval", "eval_retries"),
-}
+KEYS = union_keys(*(importlib.import_module(f"stages.{s}").KEYS for s in layout.EPOCH_STAGES))
 
 
 def first_unfinished(p, root: Path, first: int, last: int, keys: dict[str, tuple[str, ...]]) -> int:
@@ -59,9 +37,9 @@ def first_unfinished(p, root: Path, first: int, last: int, keys: dict[str, tuple
 
     for e in range(first, last + 1):
         d = layout.epoch_dir(e, root)
-        for stage, tables in OUTPUTS.items():
+        for stage, tables in layout.EPOCH_TABLES.items():
             for t in tables:
-                if not lineage.current(d / f"{t}.parquet", stage, p, keys[stage]):
+                if not lineage.current(layout.table_path(t, e, root), stage, p, keys[stage]):
                     return e
         if not layout.metrics_path(e, root).is_file():
             return e

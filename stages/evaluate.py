@@ -1,19 +1,21 @@
-"""evaluate: held-out first attempts only (step 7 of the round, pipeline/erl.py; s0, no reflection, no memory),
+"""evaluate: held-out first attempts only (step 7 of the round, pipeline/erl/evaluate.py; s0, no reflection, no memory),
 ``evaluate.samples_per_task`` samples per test task, plus the epoch's metrics for `dvc metrics show` / `dvc plots
 show`. ``--epoch 0`` evaluates the initial policy (the baseline row of the curves).
 
   python -m stages.evaluate --epoch 3
 
-Writes artifacts/epoch_NNN/eval.parquet and artifacts/epoch_NNN/metrics.json.
+Writes artifacts/epoch_NNN/eval.parquet, eval_retries.parquet (the held-out second attempts of
+evaluate.reflect_every; empty otherwise) and metrics.json.
 """
 
 from __future__ import annotations
 
 import logging
 
-from pipeline import erl, stagekit
+from pipeline import stagekit
 from pipeline.artifacts import read_rows, write_json, write_table
 from pipeline.envs import make_env
+from pipeline.erl import evaluate as erl_eval
 from pipeline.metrics import eval_metrics, train_metrics
 from pipeline.policy import Policy
 
@@ -39,14 +41,14 @@ def main(argv=None) -> None:
         rows, second, inputs, metrics = [], [], [], {"epoch": e, "eval_kl": None}
         if p.evaluated(e):  # held-out rollouts every evaluate.every epochs; training metrics every epoch
             policy, env = Policy(p, ctx.policy(e)), make_env(p.env, ctx.root)
-            rows, episodes = erl.evaluate(p, e, read_rows("tasks", ctx.tasks_test), policy, env)
+            rows, episodes = erl_eval.evaluate(p, e, read_rows("tasks", ctx.tasks_test), policy, env)
             inputs = [ctx.policy(e), ctx.tasks_test]
             if e > 0:
-                metrics["eval_kl"] = erl.kl_to_initial(p, policy, ctx.policy(0), episodes)
+                metrics["eval_kl"] = erl_eval.kl_to_initial(p, policy, ctx.policy(0), episodes)
                 inputs.append(ctx.policy(0))
             if p.reflects_held_out(e):
                 memory = read_rows("memory", ctx.path("memory"))
-                second = erl.evaluate_second_attempts(p, e, rows, episodes, memory, policy, env)
+                second = erl_eval.evaluate_second_attempts(p, e, rows, episodes, memory, policy, env)
         metrics.update(eval_metrics(rows, second if p.reflects_held_out(e) else None))
         if e > 0:
             tables = {n: read_rows(n, ctx.path(n)) for n in TRAIN_TABLES}

@@ -1,4 +1,4 @@
-"""init: the train and test task sets (step 0, pipeline/erl.py), the initial policy (epoch 0) and the empty
+"""init: the train and test task sets (step 0, pipeline/erl/tasks.py), the initial policy (epoch 0) and the empty
 memory table.
 
   python -m stages.init                  # embedded default (policy.model: tiny), built offline
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 
-from pipeline import checkpoint, erl, stagekit
+from pipeline import checkpoint, stagekit
 from pipeline.artifacts import write_json, write_table
 from pipeline.envs import make_env
+from pipeline.erl import tasks
 
 log = logging.getLogger("erl")
 KEYS = ("seed", "env", "policy")
@@ -64,13 +65,13 @@ def main(argv=None) -> None:
     with stagekit.stage_errors("init"):
         p = ctx.params
         env = make_env(p.env, ctx.root)
-        train, test = erl.task_sets(p, env)
+        train, test = tasks.task_sets(p, env)
         log.info("tasks: %d train, %d test", len(train), len(test))
         if p.env.name == "qa":  # the search tool's index: the warm start below already searches
             log.info("search index: %d passages", env.build_index(p.seed))
         lineage = ctx.lineage([], KEYS)
-        write_table("tasks", erl.task_rows(env, train), ctx.tasks_train, lineage)
-        write_table("tasks", erl.task_rows(env, test), ctx.tasks_test, lineage)
+        write_table("tasks", tasks.task_rows(env, train), ctx.tasks_train, lineage)
+        write_table("tasks", tasks.task_rows(env, test), ctx.tasks_test, lineage)
         write_table("memory", [], ctx.path("memory", 0), lineage)
         info = initial_policy(p, env, train, ctx.policy(0))
         info["policy_sha256"] = checkpoint.write_manifest(ctx.dir(0))["policy_sha256"]

@@ -1,4 +1,4 @@
-"""reflect: reflections (step 3 of the round, pipeline/erl.py). For every failed first attempt (reward <
+"""reflect: reflections (step 3 of the round, pipeline/erl/reflect.py). For every failed first attempt (reward <
 consolidate.tau) the same policy, under the reflector prompt, reads the attempt summary, the feedback and the
 latest memory version and writes a revised system prompt inside <prompt>...</prompt>. RLVR and the
 no-reflection ablation write an empty table with the same schema.
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from pipeline import erl, stagekit
+from pipeline import stagekit
 from pipeline.artifacts import read_rows, write_table
+from pipeline.erl.reflect import reflections
 from pipeline.policy import Policy
 
 log = logging.getLogger("erl")
@@ -25,7 +26,7 @@ def main(argv=None) -> None:
     with stagekit.stage_errors("reflect"):
         p, e = ctx.params, ctx.epoch
         inputs = [ctx.policy(e - 1), ctx.path("feedback"), ctx.path("memory", e - 1)]
-        rows = erl.reflections(
+        rows = reflections(
             p,
             e,
             read_rows("feedback", ctx.path("feedback")),

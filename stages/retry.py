@@ -1,4 +1,4 @@
-"""retry: second attempts (step 4 of the round, pipeline/erl.py). Each failed task is attempted again with its
+"""retry: second attempts (step 4 of the round, pipeline/erl/retry.py). Each failed task is attempted again with its
 reflection as the system prompt (s0 replaced, format reminder re-appended); in the no-reflection ablation with
 s0 + a generic instruction + the raw attempt summary. Each turn is also re-encoded under s0 for the distilled
 sample. With retry.control every failed task is also replayed once under s0 alone (never trained), so the gain
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 
-from pipeline import erl, stagekit
+from pipeline import stagekit
 from pipeline.artifacts import read_rows, write_table
 from pipeline.envs import make_env
+from pipeline.erl.retry import retries
 from pipeline.policy import Policy
 
 log = logging.getLogger("erl")
@@ -27,7 +28,7 @@ def main(argv=None) -> None:
     with stagekit.stage_errors("retry"):
         p, e = ctx.params, ctx.epoch
         inputs = [ctx.policy(e - 1), ctx.tasks_train, ctx.path("feedback"), ctx.path("reflections")]
-        rows = erl.retries(
+        rows = retries(
             p,
             e,
             read_rows("feedback", ctx.path("feedback")),

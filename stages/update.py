@@ -1,4 +1,4 @@
-"""update: the policy update (step 6 of the round, pipeline/erl.py): the clipped loss and the k3 KL to the
+"""update: the policy update (step 6 of the round, pipeline/erl/update.py): the clipped loss and the k3 KL to the
 epoch-0 policy over the epoch's samples, through accelerate. Writes the new checkpoint (a Hugging Face directory
 with safetensors) and the audit trail: one row per trained sample (advantage, tokens, loss, optimizer step) and
 one per optimizer step (gradient norm), each carrying the new and the parent checkpoint sha256. With
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 
-from pipeline import erl, stagekit
+from pipeline import stagekit
 from pipeline.artifacts import read_rows, sha256_dir, write_table
 from pipeline.envs import make_env
+from pipeline.erl.update import update
 
 log = logging.getLogger("erl")
 KEYS = ("seed", "env", "policy", "update")
@@ -24,16 +25,16 @@ KEYS = ("seed", "env", "policy", "update")
 def main(argv=None) -> None:
     ctx = stagekit.parse("update", __doc__, argv=argv)
     with stagekit.stage_errors("update"):
-        from pipeline import checkpoint
+        from pipeline import checkpoint, trainstate
 
         p, e = ctx.params, ctx.epoch
         parent, out = ctx.policy(e - 1), ctx.policy(e)
         replay = p.update.replay_coef > 0  # warm-start exercises drawn on the training tasks
         tasks = read_rows("tasks", ctx.tasks_train) if replay else None
-        up = erl.update(
+        up = update(
             p, e, read_rows("samples", ctx.path("samples")), parent, ctx.policy(0), tasks, make_env(p.env, ctx.root)
         )
-        checkpoint.save_update(up, ctx.dir(), p.policy.dtype, p.policy.max_shard_size, p.update.carry_optimizer_state)
+        trainstate.save_update(up, ctx.dir(), p.policy.dtype, p.policy.max_shard_size, p.update.carry_optimizer_state)
         if not up.accelerator.is_main_process:
             return
         sha, parent_sha = sha256_dir(out), sha256_dir(parent)

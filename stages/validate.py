@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline import graph, stagekit
 from pipeline.artifacts import write_text
+from pipeline.config import check_expanded
 
 KEYS: tuple[str, ...] = ()  # the stage depends on the whole of params.yaml as a file
 
@@ -20,6 +21,7 @@ KEYS: tuple[str, ...] = ()  # the stage depends on the whole of params.yaml as a
 def main(argv=None) -> None:
     ctx = stagekit.parse("validate", __doc__, needs_epoch=False, argv=argv)
     with stagekit.stage_errors("validate"):
+        check_expanded(Path("params.yaml"))
         dvc_yaml = Path("dvc.yaml")
         want = graph.shape(ctx.params)
         if dvc_yaml.exists() and dvc_yaml.read_text() != graph.render(ctx.params):

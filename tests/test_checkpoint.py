@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 
-from pipeline import checkpoint, layout
+from pipeline import checkpoint, layout, trainstate
 from pipeline.artifacts import write_table
 from pipeline.config import Params, TinyParams
-from pipeline.losses import token_logprobs
+from pipeline.logprobs import token_logprobs
 from pipeline.tiny.model import build_model, build_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def test_policy_dir_holds_model_files_only_and_state_lives_beside_it(tmp_path, t
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     _step(model, opt)
     checkpoint.save_policy(model, tok, tmp_path / "policy", "bfloat16")
-    checkpoint.save_train_state(tmp_path / "train_state", list(model.named_parameters()), opt, master=True)
+    trainstate.save_train_state(tmp_path / "train_state", list(model.named_parameters()), opt, master=True)
     checkpoint.write_manifest(tmp_path)
     weights = sorted(p.name for p in (tmp_path / "policy").glob("*.safetensors"))
     assert weights == ["model.safetensors"]  # what vLLM globs: model weights only
@@ -55,7 +55,7 @@ def test_policy_dir_holds_model_files_only_and_state_lives_beside_it(tmp_path, t
 
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "policy", dtype="auto")
     assert next(loaded.parameters()).dtype == torch.bfloat16
-    master, _ = checkpoint.load_for_training(tmp_path / "policy", "bfloat16")
+    master, _ = trainstate.load_for_training(tmp_path / "policy", "bfloat16")
     for (n, a), (_, b) in zip(model.named_parameters(), master.named_parameters(), strict=True):
         assert a.dtype == b.dtype == torch.float32 and torch.equal(a, b), n  # the fp32 values, not bf16-rounded
 
@@ -65,9 +65,9 @@ def test_optimizer_state_round_trip_by_parameter_name(tmp_path, tiny):
     model = copy.deepcopy(model0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     _step(model, opt)
-    checkpoint.save_train_state(tmp_path / "state", list(model.named_parameters()), opt, master=False)
+    trainstate.save_train_state(tmp_path / "state", list(model.named_parameters()), opt, master=False)
     opt2 = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    checkpoint.load_optimizer_state(opt2, list(model.named_parameters()), tmp_path / "state" / "optimizer.safetensors")
+    trainstate.load_optimizer_state(opt2, list(model.named_parameters()), tmp_path / "state" / "optimizer.safetensors")
     a, b = opt.state_dict()["state"], opt2.state_dict()["state"]
     assert a.keys() == b.keys()
     for i in a:
@@ -212,5 +212,5 @@ def test_a_bf16_model_learns_at_lr_1e6_from_its_fp32_master(tmp_path, tiny):
     name = next(n for n in stored if n in masters[0])
     assert stored[name].dtype == torch.bfloat16 and torch.equal(stored[name], masters[0][name].to(torch.bfloat16))
     assert not torch.equal(stored[name].float(), masters[0][name])
-    again, _ = checkpoint.load_for_training(layout.policy_dir(1, art), "bfloat16")
+    again, _ = trainstate.load_for_training(layout.policy_dir(1, art), "bfloat16")
     assert all(torch.equal(q, masters[0][n]) for n, q in again.named_parameters())

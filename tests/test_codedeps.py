@@ -54,7 +54,7 @@ def test_a_run_depends_on_its_own_environment_only():
 
 def test_the_walk_sees_lazy_imports_and_the_steps_of_a_block():
     sample = set(codedeps.stage_files("sample", "frozenlake"))
-    assert "pipeline/rollout.py" in sample  # imported inside erl.first_attempts
+    assert "pipeline/rollout.py" in sample  # imported by pipeline/erl/attempts.py
     block = set(codedeps.stage_files("epochs", "frozenlake"))
     assert {f"stages/{s}.py" for s in layout.EPOCH_STAGES} <= block
     assert "stages/init.py" not in block and "stages/report.py" not in block

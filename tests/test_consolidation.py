@@ -1,4 +1,4 @@
-"""Consolidation (pipeline/erl.py, step 5) and pipeline/memory.py on small fake tables (only the columns they read)."""
+"""Consolidation (pipeline/erl/consolidate.py, step 5) and pipeline/memory.py on small fake tables (only the columns they read)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from pipeline import memory
 from pipeline.advantages import EPS
 from pipeline.config import Params
-from pipeline.erl import next_memory
-from pipeline.erl import training_samples as build_samples
+from pipeline.erl.consolidate import next_memory
+from pipeline.erl.consolidate import training_samples as build_samples
 
 EPOCH = 2
 

@@ -10,9 +10,11 @@ import torch
 from accelerate import Accelerator
 
 from pipeline.config import TinyParams, UpdateParams
-from pipeline.losses import response_logprobs, token_logprobs
+from pipeline.logprobs import Segment, response_logprobs, segment_logprobs, segments_of, token_logprobs
+from pipeline.logprobs import batch_of as _batch
+from pipeline.logprobs import segment_batch_logprobs as _logprobs
 from pipeline.tiny.model import build_model, build_tokenizer
-from pipeline.trainer import Segment, _batch, _logprobs, segment_logprobs, segments_of, train_epoch
+from pipeline.trainer import train_epoch
 
 
 @pytest.fixture(scope="module")
@@ -250,15 +252,15 @@ def test_eval_kl_reads_the_first_k_replies_of_each_task(monkeypatch, tmp_path, k
     from types import SimpleNamespace
 
     import pipeline.engine
-    import pipeline.trainer
-    from pipeline import erl
+    import pipeline.logprobs
     from pipeline.config import Params
+    from pipeline.erl import evaluate as erl
 
     p = Params.model_validate({"evaluate": {"samples_per_task": 4, "kl_samples": k}})
     episodes = [SimpleNamespace(prompt_ids=[[t]], response_ids=[[i]]) for t in range(3) for i in range(4)]
     seen = []
     monkeypatch.setattr(pipeline.engine, "load_causal_lm", lambda *a, **kw: (None, None))
-    monkeypatch.setattr(pipeline.trainer, "mean_token_kl", lambda m, r, replies, *a: seen.extend(replies) or 0.5)
+    monkeypatch.setattr(pipeline.logprobs, "mean_token_kl", lambda m, r, replies, *a: seen.extend(replies) or 0.5)
     policy = SimpleNamespace(engine=SimpleNamespace(model=object(), device="cpu", pad_id=0))
     got = erl.kl_to_initial(p, policy, tmp_path, episodes)
     assert got == (None if k == 0 else 0.5)

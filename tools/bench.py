@@ -67,10 +67,10 @@ def engine_bench(params_path: str, policy: str | None, batch: int | None, repeat
     the raw loop runs every row to the end."""
     import torch
 
-    from pipeline import erl
     from pipeline.config import load_params
     from pipeline.engine import HFEngine, configure_threads, load_causal_lm, stop_ids_of
     from pipeline.envs import make_env
+    from pipeline.erl import tasks
     from pipeline.prompts import prompt_set
     from pipeline.rollout import encode_chat, turn_messages
 
@@ -78,7 +78,7 @@ def engine_bench(params_path: str, policy: str | None, batch: int | None, repeat
     threads = configure_threads()
     with tempfile.TemporaryDirectory(prefix="erl-engine-bench-") as tmp:
         env = make_env(p.env, Path(tmp))
-        train, _ = erl.task_sets(p, env)
+        train, _ = tasks.task_sets(p, env)
         if policy is None:  # the embedded default before its warm start: same shapes, random weights
             from pipeline.tiny import warmstart
             from pipeline.tiny.model import build_model, build_tokenizer

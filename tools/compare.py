@@ -1,7 +1,7 @@
 """`erl compare`: the paper's Table 1 at small scale. Runs ERL, RLVR, ERL without memory and ERL without
 reflection, each for k seeds at the same budget (same params.yaml otherwise), every run a real `dvc repro`
-in its own throwaway copy of this project, one at a time (two torch processes on 2 cores slow each other
-3-7x). Writes reports/compare.md (final held-out success, mean and spread over seeds), reports/compare.html
+in its own throwaway copy of this project, one at a time (two torch processes on a small machine slow each
+other down several times over). Writes reports/compare.md (final held-out success, mean and spread over seeds), reports/compare.html
 (learning curves against epochs and against wall-clock seconds) and reports/compare.csv (every epoch of
 every run), so the comparison is committed with the code that produced it.
 

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline import graph
-from pipeline.config import ParamsError, load_params
+from pipeline.config import ParamsError, check_expanded, load_params
 
 
 def main(argv=None) -> int:
@@ -23,6 +23,7 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if the file differs from what params.yaml gives")
     args = ap.parse_args(argv)
     try:
+        check_expanded(args.params)
         params = load_params(args.params)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from pipeline.config import Params, TinyParams
-from pipeline.losses import answer_loss
 from pipeline.progress import Progress
-from pipeline.tiny.warmstart import Example
+from pipeline.sft import answer_loss
+from pipeline.tiny.warmstart import Example, encode_example
 
 log = logging.getLogger("erl")
 
@@ -64,14 +64,6 @@ def build_model(tok, p: TinyParams, seed: int, max_positions: int = 2048):
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(cfg)
-
-
-def encode_example(tok, ex: Example) -> tuple[list[int], list[int]]:
-    """Prompt ids (chat template, generation prompt) and answer ids ending with the stop token."""
-    text = tok.apply_chat_template(ex.messages, add_generation_prompt=True, tokenize=False)
-    prompt = tok.encode(text, add_special_tokens=False)
-    answer = tok.encode(ex.answer, add_special_tokens=False) + [tok.eos_token_id]
-    return prompt, answer
 
 
 def warm_start(model, tok, examples: list[Example], p: TinyParams, seed: int) -> list[dict]:

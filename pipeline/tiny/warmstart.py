@@ -26,6 +26,14 @@ class Example:
     kind: str
 
 
+def encode_example(tok, ex: Example) -> tuple[list[int], list[int]]:
+    """Prompt ids (chat template, generation prompt) and answer ids ending with the stop token."""
+    text = tok.apply_chat_template(ex.messages, add_generation_prompt=True, tokenize=False)
+    prompt = tok.encode(text, add_special_tokens=False)
+    answer = tok.encode(ex.answer, add_special_tokens=False) + [tok.eos_token_id]
+    return prompt, answer
+
+
 def exercises(env: Env):
     """The module of ``env``'s board-reading exercises (``pipeline/tiny/<name>.py``), or None when it has none."""
     name = f"pipeline.tiny.{env.name}"
@@ -150,7 +158,6 @@ def replay_encoded(
     from pipeline.episodes import task_from_row
     from pipeline.prompts import prompt_set
     from pipeline.seeding import derive_seed
-    from pipeline.tiny.model import encode_example
 
     u, tp = p.update, p.policy.tiny
     tasks = [task_from_row(t) for t in task_rows]
