@@ -1,6 +1,6 @@
 """Speed and memory of a real model's generation and update on this machine, at a preset's settings.
 
-  python scripts/bench_model.py --params params.smollm2.yaml
+  python scripts/bench_model.py --params presets/smollm2.yaml
 
 Converts or copies policy.model once (as init does), then measures: generation tokens/s at the preset's
 sampling, batch and a first-turn prompt of its paper prompts; update tokens/s of one optimizer step (fp32 master
@@ -21,14 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import erl  # noqa: E402
 from pipeline.config import load_or_exit  # noqa: E402
 from pipeline.envs import make_env  # noqa: E402
+from pipeline.erl import tasks  # noqa: E402
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default=str(ROOT / "params.smollm2.yaml"))
+    ap.add_argument("--params", default=str(ROOT / "presets/smollm2.yaml"))
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 8, 16], help="generation batch sizes to time")
     ap.add_argument("--train-tokens", type=int, default=4096, help="tokens in the timed optimizer step")
     args = ap.parse_args(argv)
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import torch
     from accelerate import Accelerator
 
-    from pipeline import checkpoint
+    from pipeline import checkpoint, trainstate
     from pipeline.engine import configure_threads
     from pipeline.policy import Policy
     from pipeline.prompts import prompt_set
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     threads = configure_threads()
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
         env = make_env(p.env, Path(tmp))
-        train, _ = erl.task_sets(p, env)
+        train, _ = tasks.task_sets(p, env)
         t0 = time.perf_counter()
         policy_dir = Path(tmp) / "init" / "policy"
         info = initial_policy(p, env, train, policy_dir)
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
             print(
                 f"generate: batch {b:3d}, prompt {len(prompt)} tokens, {n} new tokens in {dt:.1f} s = {n / dt:.1f} tokens/s"
             )
-        model, _ = checkpoint.load_for_training(policy_dir, p.policy.dtype)
+        model, _ = trainstate.load_for_training(policy_dir, p.policy.dtype)
         if p.update.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         ref = engine.model

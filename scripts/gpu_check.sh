@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check, about 5 minutes on one H200 with no network and nothing to install but the carried wheels:
 #
-#   bash scripts/gpu_check.sh [PARAMS]        # default: params.paper.yaml for the update check
+#   bash scripts/gpu_check.sh [PARAMS]        # default: presets/paper.yaml for the update check
 #
 # 1. the packages there, and the pipeline's own needs from .whl/ (pydantic: `pip download` them here first);
 # 2. pytest -m gpu (the vLLM test skips: vLLM cannot be brought to these machines);
@@ -12,7 +12,7 @@
 # Writes under $GPU_CHECK_DIR (default: a temporary folder) and, with $OUT set, a copy of the results there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PARAMS=${1:-params.paper.yaml}
+PARAMS=${1:-presets/paper.yaml}
 PY=${PYTHON:-python3}
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 DIR=${GPU_CHECK_DIR:-$(mktemp -d)}

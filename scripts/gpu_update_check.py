@@ -2,7 +2,7 @@
 against the estimate `init` checks (pipeline/gpumem.py). No weights are needed: the model is built from the
 Qwen3-4B config with random values (memory and speed do not depend on them).
 
-  python scripts/gpu_update_check.py --params params.paper.yaml --samples 16 --tokens 2048
+  python scripts/gpu_update_check.py --params presets/paper.yaml --samples 16 --tokens 2048
 
 The update is the project's own (pipeline/trainer.train_epoch through accelerate): fp32 master weights with
 bf16 compute, gradient checkpointing and chunked log-probs as the preset sets them, a frozen bf16 reference
@@ -40,7 +40,7 @@ QWEN3_4B = {  # Qwen/Qwen3-4B-Instruct-2507's config.json, the keys that set its
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default=str(ROOT / "params.paper.yaml"))
+    ap.add_argument("--params", default=str(ROOT / "presets/paper.yaml"))
     ap.add_argument("--samples", type=int, default=16, help="samples in the optimizer step")
     ap.add_argument("--tokens", type=int, default=2048, help="tokens per sample (half prompt, half response)")
     ap.add_argument("--layers", type=int, default=None, help="fewer decoder layers (a quicker, smaller check)")

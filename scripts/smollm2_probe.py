@@ -1,9 +1,9 @@
 """Does a real model's reflection help its second attempt? An inference-only probe of the reflection channel
-with SmolLM2-135M-Instruct (params.smollm2.yaml: the paper prompts, whole conversation in context), no training.
+with SmolLM2-135M-Instruct (presets/smollm2.yaml: the paper prompts, whole conversation in context), no training.
 
 For each environment: first attempts under s0 on fresh tasks; for each failure, the model's own reflection
 (the paper's reflector prompt, no memory) and a second attempt guided by it, against a plain second try under
-s0 on the same tasks (the pipeline's retry.control). It reuses the round's own functions (pipeline/erl.py), so
+s0 on the same tasks (the pipeline's retry.control). It reuses the round's own functions (pipeline/erl/), so
 what it measures is what a training run would do at epoch 1.
 
   python scripts/smollm2_probe.py --tasks 16 --out reports/smollm2_probe.md
@@ -23,9 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import erl  # noqa: E402
 from pipeline.config import load_or_exit  # noqa: E402
 from pipeline.envs import make_env  # noqa: E402
+from pipeline.erl.attempts import first_attempts  # noqa: E402
+from pipeline.erl.feedback import feedback as verify  # noqa: E402
+from pipeline.erl.reflect import reflections as reflect  # noqa: E402
+from pipeline.erl.retry import retries as retry  # noqa: E402
+from pipeline.erl.tasks import task_rows, task_sets  # noqa: E402
 from pipeline.policy import Policy  # noqa: E402
 
 
@@ -44,17 +48,17 @@ def probe(p, env_name: str, n_tasks: int, work: Path, policy_dir: Path) -> dict:
         }
     )
     env = make_env(p.env, work)
-    train, test = erl.task_sets(p.model_copy(update={"env": p.env.model_copy(update={"n_train": n_tasks})}), env)
+    train, test = task_sets(p.model_copy(update={"env": p.env.model_copy(update={"n_train": n_tasks})}), env)
     if not policy_dir.exists():  # converted once, shared by the environments
         initial_policy(p, env, train, policy_dir)
         checkpoint.write_manifest(policy_dir.parent)  # as init does: every load checks the policy against it
-    tasks = erl.task_rows(env, train)
+    tasks = task_rows(env, train)
     policy = Policy(p, policy_dir)
     t0 = time.perf_counter()
-    attempts = erl.first_attempts(p, 1, tasks, policy, env)
-    feedback = erl.feedback(p, 1, attempts, env)
-    reflections = erl.reflections(p, 1, feedback, [], policy)
-    retries = erl.retries(p, 1, feedback, reflections, tasks, policy, env)
+    attempts = first_attempts(p, 1, tasks, policy, env)
+    feedback = verify(p, 1, attempts, env)
+    reflections = reflect(p, 1, feedback, [], policy)
+    retries = retry(p, 1, feedback, reflections, tasks, policy, env)
     seconds = time.perf_counter() - t0
     failed = [f for f in feedback if not f["success"]]
     guided = sum(r["success"] for r in retries)
@@ -90,7 +94,7 @@ def report(results: list[dict], n_tasks: int) -> str:
     lines = [
         "# SmolLM2-135M-Instruct: does its own reflection help its second attempt?",
         "",
-        f"`python scripts/smollm2_probe.py --tasks {n_tasks}`: params.smollm2.yaml (paper prompts, whole conversation, "
+        f"`python scripts/smollm2_probe.py --tasks {n_tasks}`: presets/smollm2.yaml (paper prompts, whole conversation, "
         "no training), one first attempt per task; on each failure the model's own reflection and a second attempt "
         "under it, against a plain second try under s0 on the same task.",
         "",
@@ -129,7 +133,7 @@ def report(results: list[dict], n_tasks: int) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default=str(ROOT / "params.smollm2.yaml"))
+    ap.add_argument("--params", default=str(ROOT / "presets/smollm2.yaml"))
     ap.add_argument("--tasks", type=int, default=16, help="tasks per environment (one first attempt each)")
     ap.add_argument("--envs", nargs="+", default=["frozenlake", "sokoban"])
     ap.add_argument("--out", default=None, help="write the Markdown report here (default: print it)")

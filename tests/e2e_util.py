@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 
 TINY = {
@@ -53,12 +51,13 @@ def run(args, cwd, check=True, **kw):
 
 def make_project(dst: Path, overrides: dict | None = None, base: str = "params.yaml", tiny: bool = True) -> Path:
     """A Git + DVC copy of the project in ``dst`` (pipeline/, stages/, generated dvc.yaml, one commit) with
-    ``base`` (params.yaml) + TINY (unless ``tiny`` is false) + overrides: the sandbox `erl bench` and `erl compare`
+    ``base`` (params.yaml, or a preset of presets/, expanded) + TINY (unless ``tiny`` is false) + overrides: the sandbox `erl bench` and `erl compare`
     run in."""
+    from pipeline.config import expand
     from tools.bench import make_copy
 
     params = deep_update(
-        yaml.safe_load((ROOT / base).read_text()),
+        expand(ROOT / base),
         deep_update(copy.deepcopy(TINY) if tiny else {}, overrides or {}),
     )
     make_copy(dst, params)

@@ -47,15 +47,24 @@ def _keys(d: dict, prefix: str = "") -> set[str]:
     return out
 
 
-@pytest.mark.parametrize("preset", sorted(p.name for p in ROOT.glob("params*.yaml")))
-def test_every_preset_is_complete_and_valid(preset):
-    """A preset is copied over params.yaml; DVC tracks only the keys the file holds, so it holds them all."""
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (ROOT / "presets").glob("*.yaml")))
+def test_every_preset_expands_to_a_complete_valid_params_yaml(preset, tmp_path):
+    """A preset names only what it changes; `erl preset` writes params.yaml with every key (DVC tracks only the
+    keys the file holds), in params.yaml's layout, and `erl preset default` gives params.yaml back byte for byte."""
     from pipeline import graph
+    from tools.presets import main as preset_main
 
-    raw = yaml.safe_load((ROOT / preset).read_text())
+    out = tmp_path / "params.yaml"
+    out.write_text((ROOT / "params.yaml").read_text())
+    assert preset_main([preset, "--out", str(out), "--no-dvc-yaml"]) == 0
+    raw = yaml.safe_load(out.read_text())
     assert _keys(raw) == _keys(Params().model_dump(mode="json")), preset
-    stages = yaml.safe_load(graph.render(load_params(ROOT / preset)))["stages"]
+    assert load_params(out) == load_params(ROOT / "presets" / f"{preset}.yaml")
+    assert load_params(out) != Params()
+    stages = yaml.safe_load(graph.render(load_params(out)))["stages"]
     assert "validate" in stages and "report" in stages
+    assert preset_main(["default", "--out", str(out), "--no-dvc-yaml"]) == 0
+    assert out.read_text() == (ROOT / "params.yaml").read_text()
 
 
 def test_empty_file_gives_defaults(tmp_path):
@@ -240,7 +249,7 @@ def test_tasks_per_epoch_cannot_exceed_pool(tmp_path):
 
 
 def test_paper_preset_validates_and_matches_the_method_page():
-    p = load_params(Path(__file__).resolve().parent.parent / "params.paper.yaml")
+    p = load_params(ROOT / "presets" / "paper.yaml")
     assert p.policy.prompts == "paper" and p.policy.history == 0
     assert p.sample.rollouts_per_task == {"erl": 4, "rlvr": 10}
     assert (p.update.lr, p.update.clip_low, p.update.clip_high, p.update.dual_clip, p.update.kl_coef) == (

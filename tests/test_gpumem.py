@@ -4,11 +4,14 @@ numbers when it cannot fit the GPU (a GPU is faked here; scripts/gpu_update_chec
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 
 from pipeline import gpumem
 from pipeline.config import load_params
+
+ROOT = Path(__file__).resolve().parent.parent
 
 QWEN3_4B = {
     "hidden_size": 2560,
@@ -26,7 +29,7 @@ def test_parameter_count_and_the_paper_presets_estimate():
     shape = gpumem.Shape.from_config(QWEN3_4B)
     assert shape.parameters() == 4_022_468_096  # Qwen3-4B's own count
     assert shape.layer_saved_per_token() == 170_792  # measured tensor by tensor on one of its layers
-    p = load_params("params.paper.yaml")
+    p = load_params(ROOT / "presets/paper.yaml")
     est = gpumem.for_params(p, QWEN3_4B)
     # measured on an H200: 82.9 GiB peak for this update; the estimate must not be below it
     assert 82.9 <= est["total"] / gpumem.GiB <= 120
@@ -45,7 +48,7 @@ def _fake_gpu(monkeypatch, gib: float):
 def test_init_refuses_an_update_that_cannot_fit_naming_the_numbers(monkeypatch):
     from stages.init import check_update_memory
 
-    p = load_params("params.paper.yaml")
+    p = load_params(ROOT / "presets/paper.yaml")
     _fake_gpu(monkeypatch, 80)
     with pytest.raises(gpumem.DoesNotFit) as exc:
         check_update_memory(p, QWEN3_4B)

@@ -14,6 +14,7 @@ HELP = """\
 commands:
   stage NAME [--epoch N]   run one pipeline stage by hand (what dvc.yaml calls): validate init sample feedback
                            reflect retry consolidate update evaluate epochs report
+  preset NAME [--list]     write params.yaml (and dvc.yaml) for a preset of presets/: hidden, paper, ...
   dvc-yaml [--check]       write dvc.yaml from params.yaml, or check that it is current
   exp run [-S KEY=VALUE]   a DVC experiment whose overrides may change the graph (train.epochs, env.name, ...):
                            regenerates dvc.yaml, then runs `dvc exp run`
@@ -31,6 +32,7 @@ The usual way to train is plain `dvc repro` (or `dvc exp run -S key=value`).
 
 TOOLS = {  # command -> (module, function)
     "dvc-yaml": ("tools.dvcgen", "main"),
+    "preset": ("tools.presets", "main"),
     "audit": ("tools.audit", "main"),
     "diff": ("tools.diffruns", "main"),
     "compare": ("tools.compare", "main"),
