@@ -6,7 +6,6 @@ in one vectorised operation. The vLLM engine (pipeline/vllm_engine.py) serves th
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -162,28 +161,6 @@ def sample(logits: torch.Tensor, sampling: Sampling, keys: torch.Tensor, step: i
         return logits.argmax(-1)
     gumbel = -torch.log(-torch.log(uniform_noise(keys, step, logits.shape[-1])))
     return (filter_logits(logits, sampling).double() + gumbel).argmax(-1)
-
-
-def usable_cores() -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota when one is set."""
-    import math
-
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, math.floor(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return n
-
-
-def configure_threads() -> int:
-    """Set torch's thread count to the cores this process may use (or ERL_THREADS). More threads than cores make
-    torch processes that share a machine collapse (reports/results.md, Measurements behind the code)."""
-    n = int(os.environ.get("ERL_THREADS") or 0) or usable_cores()
-    torch.set_num_threads(n)
-    return n
 
 
 def load_causal_lm(path: str, dtype: str = "float32", device: str | None = None):

@@ -18,6 +18,8 @@ EPOCH_TABLES: dict[str, tuple[str, ...]] = {
     "evaluate": ("eval", "eval_retries"),
 }
 TABLES: tuple[str, ...] = tuple(t for step in EPOCH_STAGES for t in EPOCH_TABLES[step])
+# The stages that compute with torch (a model): their lineage records the torch settings in force.
+MODEL_STAGES: tuple[str, ...] = ("init", "sample", "reflect", "retry", "update", "evaluate")
 # Every stage script (stages/<name>.py): validate checks params first, epochs runs whole epochs in one process.
 STAGES: tuple[str, ...] = ("validate", "init", *EPOCH_STAGES, "epochs", "report")
 ARTIFACTS = Path("artifacts")

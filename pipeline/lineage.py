@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pipeline.artifacts import sha256_path
 from pipeline.codedeps import ROOT, stage_files
+from pipeline.layout import MODEL_STAGES
+from pipeline.torchsetup import settings
 
 
 def code_sha256(files: list[str]) -> str:
@@ -81,6 +83,8 @@ def stage_lineage(
         "params": params,
         "code": code_version(stage, env),
         "policy_sha256": hashes.get(Path(policy).as_posix()) if policy is not None else None,
+        # threads and deterministic kernels in force (pipeline/torchsetup.py), for the stages that use a model
+        "torch": settings() if stage in MODEL_STAGES else None,
     }
 
 

@@ -17,10 +17,11 @@ class Policy:
     @cached_property
     def _loaded(self):
         from pipeline import checkpoint
-        from pipeline.engine import HFEngine, configure_threads, load_causal_lm, stop_ids_of
+        from pipeline.engine import HFEngine, load_causal_lm, stop_ids_of
+        from pipeline.torchsetup import configure_torch
 
         p = self.params
-        configure_threads()
+        configure_torch()
         checkpoint.verify(self.path.parent, (checkpoint.POLICY,))
         if p.policy.engine == "vllm":
             from pipeline.vllm_engine import VLLMEngine

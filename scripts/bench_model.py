@@ -37,14 +37,14 @@ def main(argv=None) -> int:
     from accelerate import Accelerator
 
     from pipeline import checkpoint, trainstate
-    from pipeline.engine import configure_threads
     from pipeline.policy import Policy
     from pipeline.prompts import prompt_set
     from pipeline.rollout import encode_chat, turn_messages
+    from pipeline.torchsetup import configure_torch
     from pipeline.trainer import train_epoch
     from stages.init import initial_policy
 
-    threads = configure_threads()
+    threads = configure_torch()
     with tempfile.TemporaryDirectory(prefix="bench-model-") as tmp:
         env = make_env(p.env, Path(tmp))
         train, _ = tasks.task_sets(p, env)

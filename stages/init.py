@@ -17,6 +17,7 @@ from pipeline import checkpoint, stagekit
 from pipeline.artifacts import write_json, write_table
 from pipeline.envs import make_env
 from pipeline.erl import tasks
+from pipeline.torchsetup import configure_torch
 
 log = logging.getLogger("erl")
 KEYS = ("seed", "env", "policy")
@@ -63,6 +64,7 @@ def check_update_memory(p, config: dict) -> None:
 def main(argv=None) -> None:
     ctx = stagekit.parse("init", __doc__, needs_epoch=False, argv=argv)
     with stagekit.stage_errors("init"):
+        configure_torch()  # threads and deterministic kernels, before the lineage records them
         p = ctx.params
         env = make_env(p.env, ctx.root)
         train, test = tasks.task_sets(p, env)

@@ -68,14 +68,15 @@ def engine_bench(params_path: str, policy: str | None, batch: int | None, repeat
     import torch
 
     from pipeline.config import load_params
-    from pipeline.engine import HFEngine, configure_threads, load_causal_lm, stop_ids_of
+    from pipeline.engine import HFEngine, load_causal_lm, stop_ids_of
     from pipeline.envs import make_env
     from pipeline.erl import tasks
     from pipeline.prompts import prompt_set
     from pipeline.rollout import encode_chat, turn_messages
+    from pipeline.torchsetup import configure_torch
 
     p = load_params(params_path)
-    threads = configure_threads()
+    threads = configure_torch()
     with tempfile.TemporaryDirectory(prefix="erl-engine-bench-") as tmp:
         env = make_env(p.env, Path(tmp))
         train, _ = tasks.task_sets(p, env)

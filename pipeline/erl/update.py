@@ -47,11 +47,12 @@ def update(
     from accelerate.utils import DistributedDataParallelKwargs, gather_object
 
     from pipeline import checkpoint, trainstate
-    from pipeline.engine import configure_threads, load_causal_lm
+    from pipeline.engine import load_causal_lm
+    from pipeline.torchsetup import configure_torch
     from pipeline.trainer import train_epoch
 
     u = p.update
-    configure_threads()
+    configure_torch()
     cuda = torch.cuda.is_available()
     # Buffers (rotary frequencies) are the same everywhere: not broadcasting them keeps a forward pass free of
     # collectives, so processes whose shards need different numbers of micro-batches cannot deadlock.
