@@ -332,6 +332,24 @@ class UpdateParams(_Strict):
         description="token positions per chunk of the output layer when computing log-probs, so that a micro-batch's "
         "full-vocabulary logits never exist at once; 0 = all at once",
     )
+    strategy: Literal["ddp", "fsdp2"] = Field(
+        "ddp",
+        description="how the update spreads over processes (pipeline/sharding.py): ddp = a whole replica per process "
+        "(accelerate); fsdp2 = each process holds 1/N of the fp32 master weights, gradients and AdamW moments "
+        "(torch's fully_shard; the reference model is sharded too)",
+    )
+    offload: Literal["none", "optimizer", "params"] = Field(
+        "none",
+        description="CPU memory for what the GPU need not hold: optimizer = the AdamW moments between optimizer steps "
+        "(moved to the GPU for the step); params = the parameter shards, their gradients and the optimizer step "
+        "(fsdp2 only, torch's CPUOffloadPolicy: what fits Qwen3-4B on one 80 GB GPU)",
+    )
+    adamw: Literal["loop", "fused", "foreach"] = Field(
+        "loop",
+        description="AdamW's implementation: loop = one tensor at a time (torch's choice on a CPU; least memory), "
+        "fused = one kernel (as little memory, faster on GPUs), foreach = batched (torch's choice on GPUs: its "
+        "temporaries take about one more fp32 copy of the parameters at each step)",
+    )
     launcher: Literal["python", "accelerate"] = Field(
         "python",
         description="how dvc.yaml runs the update stage: python, or `accelerate launch` (several processes or "
@@ -426,6 +444,10 @@ class Params(_Strict):
         if self.update.launcher == "accelerate" and self.train.epochs_per_stage != 0:
             raise ValueError(
                 "update.launcher: accelerate runs the update stage on its own: it needs train.epochs_per_stage: 0"
+            )
+        if self.update.offload == "params" and self.update.strategy != "fsdp2":
+            raise ValueError(
+                "update.offload: params needs update.strategy: fsdp2 (the sharded parameters live on the CPU)"
             )
         if self.update.replay_coef > 0 and self.policy.model != "tiny":
             raise ValueError(

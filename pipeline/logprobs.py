@@ -39,7 +39,7 @@ def pad_right(rows: list[list[int]], pad_id: int) -> torch.Tensor:
 
 # Architectures whose causal-LM logits are exactly output_layer(backbone hidden states): no soft-capping or scaling
 # after the output layer, so response_logprobs may run the two parts itself.
-PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "smollm3"}
+PLAIN_HEAD_MODELS = {"llama", "mistral", "qwen2", "qwen3", "phi3", "olmo2", "olmo3", "smollm3"}
 
 
 def response_logprobs(
@@ -49,6 +49,7 @@ def response_logprobs(
     pad_id: int,
     chunk: int = 0,
     scored: list[list[int]] | None = None,
+    sharded_call: bool = False,
 ):
     """log p(response token | prompt, earlier response tokens) for each (prompt, response) row: a list of float32
     tensors, one value per token of the response (or per index in ``scored[row]``: the tokens that are trained,
@@ -62,13 +63,18 @@ def response_logprobs(
       the model once; its keys and values are shared by the rows' responses, and autograd adds up their gradients.
       Only without gradient checkpointing (which drops the key/value cache) and when some prompt repeats.
 
-    Returns None when the model is not one it can split into backbone and output layer (wrapped for several
-    processes, or an architecture outside PLAIN_HEAD_MODELS); the caller then uses token_logprobs."""
+    Returns None when the model is not one it can split into backbone and output layer (wrapped by DDP, or an
+    architecture outside PLAIN_HEAD_MODELS); the caller then uses token_logprobs. A model sharded with
+    fully_shard (pipeline/sharding.py) is called through the method it registered as a forward, so that its
+    root's parameters are gathered (``sharded_call``); prompts are not shared there, each row runs whole."""
+    from torch.distributed.fsdp import FSDPModule
     from transformers import PreTrainedModel
 
-    # A wrapper (DDP, FSDP) must run its own forward: it synchronizes or gathers the parameters there.
+    # A DDP wrapper must run its own forward: it synchronizes there.
     if not isinstance(model, PreTrainedModel) or model.config.model_type not in PLAIN_HEAD_MODELS:
         return None
+    if isinstance(model, FSDPModule) and not sharded_call:
+        return model.erl_response_logprobs(prompts, responses, pad_id, chunk, scored)
     backbone, head = model.get_decoder(), model.get_output_embeddings()
     dev = next(model.parameters()).device
     unique: dict[tuple[int, ...], int] = {}
@@ -77,7 +83,7 @@ def response_logprobs(
     rlen = torch.tensor([len(r) for r in responses], device=dev)
     resp = pad_right(responses, pad_id).to(dev)
     width_r = resp.shape[1]
-    if len(unique) < len(prompts) and not checkpointing:
+    if len(unique) < len(prompts) and not checkpointing and not sharded_call:
         plist = list(unique)
         plen = torch.tensor([len(p) for p in plist], device=dev)
         ids = pad_right(plist, pad_id).to(dev)
@@ -254,15 +260,25 @@ def segment_batch_logprobs(model, segs, pad_id, device, chunk: int = 0):
 
 @torch.no_grad()
 def segment_logprobs(
-    model, segs: list[Segment], pad_id: int, device, max_tokens: int, chunk: int = 0
+    model, segs: list[Segment], pad_id: int, device, max_tokens: int, chunk: int = 0, calls: int | None = None
 ) -> dict[int, torch.Tensor]:
-    """Response-token log-probs of every segment (keyed by id(segment)), computed without gradients."""
+    """Response-token log-probs of every segment (keyed by id(segment)), computed without gradients, in
+    micro-batches of ``max_tokens``; with ``calls``, that many forward calls whatever the segments need (a sharded
+    model's processes must all make the same number: the extra ones score a padding token)."""
     out = {}
-    for batch in chunks(segs, max_tokens):
+    batches = list(chunks(segs, max_tokens))
+    for batch in batches:
         lp, mask = segment_batch_logprobs(model, batch, pad_id, device, chunk)
         for r, s in enumerate(batch):
             out[id(s)] = lp[r, s.positions()].detach()
+    for _ in range(len(batches), calls or 0):
+        segment_batch_logprobs(model, [padding_segment(pad_id)], pad_id, device, chunk)
     return out
+
+
+def padding_segment(pad_id: int) -> Segment:
+    """A two-token sequence of padding, scored only to take part in a collective forward pass."""
+    return Segment(-1, [pad_id, pad_id], 1)
 
 
 @torch.no_grad()

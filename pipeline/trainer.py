@@ -1,12 +1,15 @@
 """The update loop of one epoch: minibatches of samples, micro-batches of tokens, one optimizer step per
 minibatch, read top to bottom in :func:`train_epoch`. The loss is pipeline/losses.py's, the log-probs
-pipeline/logprobs.py's; accelerate runs it in one process on a CPU and under DDP with ``accelerate launch``.
+pipeline/logprobs.py's. ``accelerator`` runs it: accelerate's Accelerator (one process on a CPU, DDP under
+``accelerate launch``) or pipeline/sharding.FSDP2, which offers the same calls for a sharded model.
 
 With several processes each one trains its own shard of the samples, in lockstep: every process takes the
-same number of optimizer steps (a process whose shard has run out takes part with a zero-loss backward) and
-synchronizes gradients exactly once per step (the micro-batches before the last one run under ``no_sync``),
-so shards of different sizes or token counts cannot leave one process waiting on a collective forever. A
-step's loss is the mean over the samples of the global minibatch (minibatch_size, split across processes)."""
+same number of optimizer steps and, where a forward pass is a collective (fsdp2: each layer gathers its
+weights), the same number of forward calls in each pass, padding with zero-loss calls on a padding token. Under
+DDP gradients are synchronized once per step (the micro-batches before the last one run under ``no_sync``); a
+process whose shard has run out takes part with a zero-loss backward. So shards of different sizes or token
+counts cannot leave one process waiting on a collective forever. A step's loss is the mean over the samples of
+the global minibatch (minibatch_size, split across processes)."""
 
 from __future__ import annotations
 
@@ -18,10 +21,11 @@ from dataclasses import dataclass, field
 import torch
 
 from pipeline.config import UpdateParams
-from pipeline.logprobs import Segment, chunks, segment_batch_logprobs, segment_logprobs, segments_of
+from pipeline.logprobs import Segment, chunks, padding_segment, segment_batch_logprobs, segment_logprobs, segments_of
 from pipeline.losses import minibatch_loss, token_loss
 from pipeline.progress import Progress
 from pipeline.sft import answer_loss
+from pipeline.sharding import agree_max, all_sum
 
 
 @dataclass
@@ -118,16 +122,21 @@ def train_epoch(
     # policy, so their old log-probs are the trained ones, detached; only samples a later step trains need a pass.
     # The passes call the model's backbone and output layer themselves (logprobs.response_logprobs), past the
     # autocast that accelerate wraps around the model's forward: they run under the accelerator's autocast.
-    later = pl.trained_after_first_step()
+    later = [x for x in segs if x.sample in pl.trained_after_first_step()]
     model.eval()
     kl_on = u.kl_coef > 0 or bool(u.kl_coef_reflection)
+
+    def passes(s: list[Segment]) -> int:
+        return agree_max(accelerator, len(list(chunks(s, u.micro_batch_tokens))))
+
     with accelerator.autocast():
-        old = segment_logprobs(
-            model, [x for x in segs if x.sample in later], pad_id, device, u.micro_batch_tokens, u.logprob_chunk
-        )
-        ref = (
-            segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens, u.logprob_chunk) if kl_on else None
-        )
+        n_old = passes(later)
+        old = segment_logprobs(model, later, pad_id, device, u.micro_batch_tokens, u.logprob_chunk, n_old)
+        if kl_on:
+            n_ref = passes(segs)
+            ref = segment_logprobs(ref_model, segs, pad_id, device, u.micro_batch_tokens, u.logprob_chunk, n_ref)
+        else:
+            ref = None
     model.train()
     sample_rows, step_rows, step = [], [], 0
     bar = Progress(u.ppo_epochs * pl.n_minibatches, "update", enabled=accelerator.is_main_process)
@@ -145,11 +154,19 @@ def train_epoch(
                     accelerator.backward(u.replay_coef * loss)
                 replay_loss = float(loss.detach())
             micro = list(chunks([s for i in mb for s in by_sample[i]], u.micro_batch_tokens))
-            if not micro:  # this shard has run out: take part in the gradient all-reduce with zero loss
-                out = model(input_ids=torch.tensor([[pad_id]], device=device)).logits
-                accelerator.backward(out.sum() * 0.0)
-            for ci, chunk in enumerate(micro):
-                sync = contextlib.nullcontext() if ci == len(micro) - 1 else accelerator.no_sync(model)
+            # A shard that has run out (or needs fewer micro-batches than another) still takes part in every
+            # collective: zero-loss calls on a padding token.
+            calls = max(agree_max(accelerator, len(micro)), 1)
+            for ci in range(calls):
+                sync = contextlib.nullcontext() if ci == calls - 1 else accelerator.no_sync(model)
+                if ci >= len(micro):
+                    with sync, accelerator.autocast():
+                        lp, _ = segment_batch_logprobs(
+                            model, [padding_segment(pad_id)], pad_id, device, u.logprob_chunk
+                        )
+                        accelerator.backward(lp.sum() * 0.0)
+                    continue
+                chunk = micro[ci]
                 with sync:
                     with accelerator.autocast():
                         lp, mask = segment_batch_logprobs(model, chunk, pad_id, device, u.logprob_chunk)
@@ -170,6 +187,11 @@ def train_epoch(
                 stats.add(chunk, seg_loss, kl, clipped, ratio, mask)
             grad_norm = accelerator.clip_grad_norm_(model.parameters(), u.grad_clip)
             optimizer.step()
+            # the step's row speaks for the global minibatch: every process's sums added up
+            loss_sum, kl_sum, clip_sum, tokens, n_mb = all_sum(
+                accelerator, [stats.loss, stats.kl, stats.clip, stats.tokens, len(mb)]
+            )
+            tokens, n_mb = int(tokens), int(n_mb)
             for i in mb:
                 st = stats.per_sample[i]
                 sample_rows.append(
@@ -190,18 +212,18 @@ def train_epoch(
                 {
                     "step": step,
                     "ppo_epoch": ppo_epoch,
-                    "n_samples": len(mb),
-                    "n_tokens": stats.tokens,
-                    "loss": stats.loss / max(1, len(mb)),
-                    "kl": stats.kl / max(1, stats.tokens),
-                    "clip_frac": stats.clip / max(1, stats.tokens),
+                    "n_samples": n_mb,
+                    "n_tokens": tokens,
+                    "loss": loss_sum / max(1, n_mb),
+                    "kl": kl_sum / max(1, tokens),
+                    "clip_frac": clip_sum / max(1, tokens),
                     "grad_norm": float(grad_norm),
                     "lr": optimizer.param_groups[0]["lr"],
                     "replay_loss": replay_loss,
                 }
             )
             step += 1
-            bar.update(1, loss=f"{stats.loss / max(1, len(mb)):.4f}", kl=f"{stats.kl / max(1, stats.tokens):.2e}")
+            bar.update(1, loss=f"{loss_sum / max(1, n_mb):.4f}", kl=f"{kl_sum / max(1, tokens):.2e}")
     bar.close()
     model.eval()
     return sample_rows, step_rows

@@ -44,6 +44,10 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=16, help="samples in the optimizer step")
     ap.add_argument("--tokens", type=int, default=2048, help="tokens per sample (half prompt, half response)")
     ap.add_argument("--layers", type=int, default=None, help="fewer decoder layers (a quicker, smaller check)")
+    ap.add_argument("--steps", type=int, default=2, help="optimizer steps, each measured (the first makes the moments)")
+    ap.add_argument("--strategy", choices=["ddp", "fsdp2"], default=None, help="override update.strategy")
+    ap.add_argument("--offload", choices=["none", "optimizer", "params"], default=None, help="override update.offload")
+    ap.add_argument("--adamw", choices=["loop", "fused", "foreach"], default=None, help="override update.adamw")
     ap.add_argument(
         "--shrink",
         action="store_true",
@@ -74,19 +78,37 @@ def main(argv=None) -> int:
         )
     cfg = Qwen3Config(**cfg_dict)
     u = p.update.model_copy(update={"minibatch_size": args.samples, "ppo_epochs": 1})
+    if args.strategy:
+        u = u.model_copy(update={"strategy": args.strategy, "offload": args.offload or u.offload})
+    if args.adamw:
+        u = u.model_copy(update={"adamw": args.adamw})
+    bf16 = cuda and p.policy.dtype == "bfloat16"
     dev = "cuda" if cuda else "cpu"
-    acc = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda and p.policy.dtype == "bfloat16" else "no")
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    with torch.device(dev):
-        model = Qwen3ForCausalLM(cfg)  # fp32: the master weights
+    impl = {"loop": {"foreach": False}, "fused": {"fused": True}, "foreach": {"foreach": True}}[u.adamw]
+    if u.strategy == "fsdp2":
+        from pipeline.sharding import FSDP2
+
+        acc = FSDP2(bf16, u.offload)
+        model = Qwen3ForCausalLM(cfg)  # fp32 master weights, on the CPU until sharded
         ref = Qwen3ForCausalLM(cfg).to(getattr(torch, p.policy.dtype))
-    ref.eval().requires_grad_(False)
-    if u.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    n_params = sum(q.numel() for q in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=u.lr, weight_decay=u.weight_decay)
-    model, opt = acc.prepare(model, opt)
+        if u.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        acc.shard(model)
+        acc.shard(ref, trainable=False)
+        opt = torch.optim.AdamW(model.parameters(), lr=u.lr, weight_decay=u.weight_decay, **impl)
+    else:
+        acc = Accelerator(cpu=not cuda, mixed_precision="bf16" if bf16 else "no")
+        with torch.device(dev):
+            model = Qwen3ForCausalLM(cfg)  # fp32: the master weights
+            ref = Qwen3ForCausalLM(cfg).to(getattr(torch, p.policy.dtype))
+        ref.eval().requires_grad_(False)
+        if u.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        opt = torch.optim.AdamW(model.parameters(), lr=u.lr, weight_decay=u.weight_decay, **impl)
+        model, opt = acc.prepare(model, opt)
+    n_params = gpumem.Shape.from_config(cfg_dict).parameters()
     build = time.perf_counter() - t0
     g = torch.Generator().manual_seed(1)
     half = args.tokens // 2
@@ -101,43 +123,55 @@ def main(argv=None) -> int:
         for i in range(args.samples)
     ]
     n_tokens = args.samples * args.tokens
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    _, steps = train_epoch(acc, model, ref, opt, samples, u, 0, 0)
-    if cuda:
-        torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated() if cuda else 0
+    peaks = []
+    for _ in range(args.steps):  # step 1 creates the AdamW moments; from step 2 they exist in forward/backward
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        _, steps = train_epoch(acc, model, ref, opt, samples, u, 0, 0)
+        if cuda:
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        peaks.append(torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0)
     device = torch.cuda.get_device_properties(0).total_memory if cuda else 0
-    est = gpumem.estimate(
-        gpumem.Shape.from_config(cfg_dict),
+    setup = gpumem.Setup(
+        1,
+        u.strategy,
+        u.offload,
+        u.adamw,
+        p.policy.dtype == "bfloat16",
         u.micro_batch_tokens,
         u.logprob_chunk,
-        storage_dtype=p.policy.dtype,
-        gradient_checkpointing=u.gradient_checkpointing,
-        kl=u.kl_coef > 0,
+        u.gradient_checkpointing,
+        u.kl_coef > 0,
     )
+    est = gpumem.estimate(gpumem.Shape.from_config(cfg_dict), setup)
     out = {
         "gpu": torch.cuda.get_device_name(0) if cuda else "none (CPU, --shrink)",
         "parameters": n_params,
+        "strategy": u.strategy,
+        "offload": u.offload,
+        "adamw": u.adamw,
         "build_s": round(build, 1),
         "samples": args.samples,
         "tokens": n_tokens,
         "micro_batch_tokens": u.micro_batch_tokens,
         "logprob_chunk": u.logprob_chunk,
         "gradient_checkpointing": u.gradient_checkpointing,
-        "update_s": round(dt, 1),
+        "last_step_s": round(dt, 1),
         "tokens_per_s_all_passes": round(n_tokens / dt),
-        "peak_gib": round(peak / 2**30, 1),
-        "estimate_gib": round(est["total"] / 2**30, 1),
+        "peak_gib_per_step": [round(x, 1) for x in peaks],
+        "estimate_peak_gib": round(est["peak"] / 2**30, 1),
+        "estimate_phases_gib": {
+            k: round(sum(est[k].values()) / 2**30, 1) for k in ("forward/backward", "optimizer step")
+        },
         "device_gib": round(device / 2**30, 1),
         "loss": steps[0]["loss"],
         "grad_norm": steps[0]["grad_norm"],
     }
     print(json.dumps(out, indent=2))
-    print(f"estimate (what init checks):\n{gpumem.describe(est, device or None)}")
+    print(f"estimate (what init and `erl memory` check):\n{gpumem.describe(est, device or None)}")
     return 0
 
 

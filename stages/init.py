@@ -40,25 +40,28 @@ def initial_policy(p, env, train, out) -> dict:
 
 
 def check_update_memory(p, config: dict) -> None:
-    """Refuse, before the run starts, an update that cannot fit the GPU it would run on (numbers in the
-    message); on a machine without one, log the estimate."""
+    """Refuse, before the run starts, an update that cannot fit the GPUs it would run on (`erl memory`'s rule:
+    numbers and settings that would fit in the message); on a machine without one, log the estimate."""
     import torch
 
     from pipeline import gpumem
 
-    est = gpumem.for_params(p, config)
+    shape = gpumem.Shape.from_config(config)
     if not torch.cuda.is_available():
-        log.info("update memory estimate per device:\n%s", gpumem.describe(est))
+        log.info("update memory estimate per GPU:\n%s", gpumem.describe(gpumem.estimate(shape, gpumem.Setup.of(p, 1))))
         return
-    device = torch.cuda.get_device_properties(0).total_memory
+    gpus = torch.cuda.device_count() if p.update.launcher == "accelerate" else 1
+    setup, device = gpumem.Setup.of(p, gpus), torch.cuda.get_device_properties(0).total_memory
+    est = gpumem.estimate(shape, setup)
+    where = f"{gpus} x {device / gpumem.GiB:.0f} GiB ({torch.cuda.get_device_name(0)})"
     if not gpumem.fits(est, device):
+        alts = gpumem.suggestions(shape, setup, device)
         raise gpumem.DoesNotFit(
-            f"the update of {p.policy.model} would need about {est['total'] / gpumem.GiB:.0f} GiB per GPU, more "
-            f"than the {device / gpumem.GiB:.0f} GiB of {torch.cuda.get_device_name(0)}; lower "
-            f"update.micro_batch_tokens or update.logprob_chunk, turn on update.gradient_checkpointing, or use more "
-            f"GPUs with FSDP:\n{gpumem.describe(est, device)}"
+            f"the update of {p.policy.model} would need about {est['peak'] / gpumem.GiB:.0f} GiB per GPU on {where}; "
+            + ("settings that would fit: " + "; ".join(alts) if alts else "no single setting fits: more GPUs")
+            + f" (`erl memory` says more):\n{gpumem.describe(est, device)}"
         )
-    log.info("update memory estimate per GPU (fits):\n%s", gpumem.describe(est, device))
+    log.info("update memory estimate per GPU on %s (fits):\n%s", where, gpumem.describe(est, device))
 
 
 def main(argv=None) -> None:

@@ -32,7 +32,13 @@ def main(argv=None) -> None:
         replay = p.update.replay_coef > 0  # warm-start exercises drawn on the training tasks
         tasks = read_rows("tasks", ctx.tasks_train) if replay else None
         up = update(
-            p, e, read_rows("samples", ctx.path("samples")), parent, ctx.policy(0), tasks, make_env(p.env, ctx.root)
+            p,
+            e,
+            read_rows("samples", ctx.path("samples")),
+            parent,
+            ctx.policy(0),
+            tasks,
+            make_env(p.env, ctx.root),
         )
         trainstate.save_update(up, ctx.dir(), p.policy.dtype, p.policy.max_shard_size, p.update.carry_optimizer_state)
         if not up.accelerator.is_main_process:

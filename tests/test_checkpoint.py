@@ -67,7 +67,7 @@ def test_optimizer_state_round_trip_by_parameter_name(tmp_path, tiny):
     _step(model, opt)
     trainstate.save_train_state(tmp_path / "state", list(model.named_parameters()), opt, master=False)
     opt2 = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    trainstate.load_optimizer_state(opt2, list(model.named_parameters()), tmp_path / "state" / "optimizer.safetensors")
+    trainstate.load_optimizer_state(opt2, list(model.named_parameters()), tmp_path / "state")
     a, b = opt.state_dict()["state"], opt2.state_dict()["state"]
     assert a.keys() == b.keys()
     for i in a:

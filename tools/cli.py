@@ -16,6 +16,7 @@ commands:
                            reflect retry consolidate update evaluate epochs report
   preset NAME [--list]     write params.yaml (and dvc.yaml) for a preset of presets/: hidden, paper, ...
   dvc-yaml [--check]       write dvc.yaml from params.yaml, or check that it is current
+  memory [--gpus N]        will the update fit N GPUs? per-GPU memory term by term, and settings that fit
   exp run [-S KEY=VALUE]   a DVC experiment whose overrides may change the graph (train.epochs, env.name, ...):
                            regenerates dvc.yaml, then runs `dvc exp run`
   run [--epochs N]         run the whole pipeline as a Prefect flow (one task per DVC stage)
@@ -33,6 +34,7 @@ The usual way to train is plain `dvc repro` (or `dvc exp run -S key=value`).
 TOOLS = {  # command -> (module, function)
     "dvc-yaml": ("tools.dvcgen", "main"),
     "preset": ("tools.presets", "main"),
+    "memory": ("tools.memory", "main"),
     "audit": ("tools.audit", "main"),
     "diff": ("tools.diffruns", "main"),
     "compare": ("tools.compare", "main"),

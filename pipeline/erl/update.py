@@ -38,13 +38,11 @@ def update(
     sample's own tokens and averaged over samples (pipeline/losses.py); old log-probs recomputed just before the
     update. Minibatches of ``update.minibatch_size`` samples, ``update.ppo_epochs`` passes (pipeline/trainer.py),
     AdamW on fp32 master weights whatever the storage dtype (with bf16 compute on a GPU), its moments and the
-    master weights carried from epoch to epoch, lr on a cosine over the epochs. Through accelerate: one process
-    on a CPU, DDP under ``accelerate launch``, each process training its own shard. With ``update.replay_coef``
-    > 0 (the tiny model only) each optimizer step also replays warm-start exercises drawn on ``replay_tasks`` of
-    ``env``."""
+    master weights carried from epoch to epoch, lr on a cosine over the epochs. Spread over processes as
+    ``update.strategy`` says (pipeline/sharding.py), each process training its own shard of the samples. With
+    ``update.replay_coef`` > 0 (the tiny model only) each optimizer step also replays warm-start exercises drawn on
+    ``replay_tasks`` of ``env``."""
     import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, gather_object
 
     from pipeline import checkpoint, trainstate
     from pipeline.engine import load_causal_lm
@@ -54,43 +52,101 @@ def update(
     u = p.update
     configure_torch()
     cuda = torch.cuda.is_available()
-    # Buffers (rotary frequencies) are the same everywhere: not broadcasting them keeps a forward pass free of
-    # collectives, so processes whose shards need different numbers of micro-batches cannot deadlock.
-    accelerator = Accelerator(
-        cpu=not cuda,
-        mixed_precision="bf16" if cuda and p.policy.dtype == "bfloat16" else "no",
-        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
-    )
-    torch.manual_seed(derive_seed(p.seed, epoch, "update") % 2**31)
+    bf16 = cuda and p.policy.dtype == "bfloat16"
     checkpoint.verify(parent.parent)
-    model, tok = trainstate.load_for_training(parent, p.policy.dtype)
-    if u.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     checkpoint.verify(initial.parent, (checkpoint.POLICY,))
-    ref_model, _ = load_causal_lm(str(initial), p.policy.dtype, device=str(accelerator.device))
-    for q in ref_model.parameters():
-        q.requires_grad_(False)
-    lr = u.lr_at(epoch)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=u.weight_decay)
-    state = parent.parent / checkpoint.STATE / checkpoint.OPTIMIZER_FILE
-    if u.carry_optimizer_state and state.is_file():  # every process loads the same moments
-        trainstate.load_optimizer_state(optimizer, list(model.named_parameters()), state)
-        for g in optimizer.param_groups:
-            g["lr"], g["weight_decay"] = lr, u.weight_decay
-    model, optimizer = accelerator.prepare(model, optimizer)
-    mine = samples[accelerator.process_index :: accelerator.num_processes]
+    state = parent.parent / checkpoint.STATE
+    carried = u.carry_optimizer_state and state.is_dir()
+    if u.strategy == "fsdp2":
+        from pipeline.sharding import FSDP2
+
+        rt = FSDP2(bf16, u.offload)
+        torch.manual_seed(derive_seed(p.seed, epoch, "update") % 2**31)
+        model, tok = load_causal_lm(str(parent), "float32", device="cpu")
+        if u.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        rt.shard(model)
+        trainstate.load_master(list(model.named_parameters()), state)  # each process its own rows
+        ref_model, _ = load_causal_lm(str(initial), p.policy.dtype, device="cpu")
+        rt.shard(ref_model, trainable=False)
+        optimizer = _adamw(model, u, epoch)
+        if carried:
+            _carry(optimizer, model, state, u, epoch)
+        gather = rt.gather_object
+    else:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs, gather_object
+
+        # Buffers (rotary frequencies) are the same everywhere: not broadcasting them keeps a forward pass free of
+        # collectives, so processes whose shards need different numbers of micro-batches cannot deadlock.
+        rt = Accelerator(
+            cpu=not cuda,
+            mixed_precision="bf16" if bf16 else "no",
+            kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+        )
+        torch.manual_seed(derive_seed(p.seed, epoch, "update") % 2**31)
+        model, tok = trainstate.load_for_training(parent, p.policy.dtype)
+        if u.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        ref_model, _ = load_causal_lm(str(initial), p.policy.dtype, device=str(rt.device))
+        for q in ref_model.parameters():
+            q.requires_grad_(False)
+        optimizer = _adamw(model, u, epoch)
+        if carried:  # every process loads the same moments
+            _carry(optimizer, model, state, u, epoch)
+        model, optimizer = rt.prepare(model, optimizer)
+        gather = gather_object
+    if u.offload == "optimizer":
+        _offload_moments(optimizer)
+    mine = samples[rt.process_index :: rt.num_processes]
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     replayed = None
     if u.replay_coef > 0:  # every process its own share of one epoch's exercises
         from pipeline.tiny.warmstart import replay_encoded
 
         n_steps = u.ppo_epochs * math.ceil(len(samples) / u.minibatch_size)
-        replayed = replay_encoded(p, epoch, env, replay_tasks, tok, n_steps * accelerator.num_processes)[
-            accelerator.process_index :: accelerator.num_processes
+        replayed = replay_encoded(p, epoch, env, replay_tasks, tok, n_steps * rt.num_processes)[
+            rt.process_index :: rt.num_processes
         ]
     sample_rows, step_rows = train_epoch(
-        accelerator, model, ref_model, optimizer, mine, u, pad, derive_seed(p.seed, epoch, "update-order"), replayed
+        rt, model, ref_model, optimizer, mine, u, pad, derive_seed(p.seed, epoch, "update-order"), replayed
     )
-    sample_rows = gather_object(sample_rows)  # steps: the main process's view is recorded
-    accelerator.wait_for_everyone()
-    return Update(accelerator, model, optimizer, tok, sample_rows, step_rows, u.carry_optimizer_state)
+    sample_rows = gather(sample_rows)  # each process trained its own samples; the step rows are global already
+    if u.strategy == "fsdp2":
+        sample_rows = [r for part in sample_rows for r in part]
+    rt.wait_for_everyone()
+    return Update(rt, model, optimizer, tok, sample_rows, step_rows, u.carry_optimizer_state)
+
+
+def _adamw(model, u, epoch: int):
+    import torch
+
+    impl = {"loop": {"foreach": False}, "fused": {"fused": True}, "foreach": {"foreach": True}}[u.adamw]
+    return torch.optim.AdamW(model.parameters(), lr=u.lr_at(epoch), weight_decay=u.weight_decay, **impl)
+
+
+def _carry(optimizer, model, state: Path, u, epoch: int) -> None:
+    """The previous epoch's AdamW moments, with this epoch's learning rate and weight decay."""
+    from pipeline import trainstate
+
+    trainstate.load_optimizer_state(optimizer, list(model.named_parameters()), state)
+    for g in optimizer.param_groups:
+        g["lr"], g["weight_decay"] = u.lr_at(epoch), u.weight_decay
+
+
+def _offload_moments(optimizer) -> None:
+    """update.offload: optimizer: the AdamW moments wait in CPU memory while the forward and backward passes
+    run, and come to the parameters' device for the step (a hook around optimizer.step)."""
+    import torch
+
+    inner = getattr(optimizer, "optimizer", optimizer)  # accelerate wraps the optimizer
+
+    def move(device_of) -> None:
+        for q, st in inner.state.items():
+            for k, v in st.items():
+                if torch.is_tensor(v) and v.dim():
+                    st[k] = v.to(device_of(q), non_blocking=True)
+
+    move(lambda q: "cpu")
+    inner.register_step_pre_hook(lambda opt, args, kwargs: move(lambda q: q.device))
+    inner.register_step_post_hook(lambda opt, args, kwargs: move(lambda q: "cpu"))
