@@ -10,12 +10,13 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import hashcache
 from pipeline.errors import InputError
 
 LINEAGE_KEY = b"erl.lineage"
@@ -203,20 +204,22 @@ class SchemaError(InputError):
     pass
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file, read once per change (pipeline/hashcache.py)."""
+    return hashcache.sha256_file(path)
 
 
 def sha256_dir(path: str | Path) -> str:
     """Hash of a directory: its files' relative paths and contents, in sorted order."""
     root = Path(path)
+    return digest_of({f.relative_to(root).as_posix(): sha256_file(f) for f in root.rglob("*") if f.is_file()})
+
+
+def digest_of(files: dict[str, str]) -> str:
+    """:func:`sha256_dir` of a directory whose files (relative POSIX paths) have these sha256."""
     h = hashlib.sha256()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
+    for name in sorted(files, key=PurePosixPath):
+        h.update(name.encode() + b"\0" + files[name].encode() + b"\n")
     return h.hexdigest()
 
 

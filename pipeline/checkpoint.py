@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline.artifacts import fault_point, sha256_file
+from pipeline.artifacts import digest_of, fault_point, sha256_file
 from pipeline.errors import InputError
 
 POLICY, STATE, MANIFEST = "policy", "train_state", "checkpoint.json"
@@ -122,9 +122,10 @@ def manifest(epoch_dir: Path) -> dict:
 
 
 def write_manifest(epoch_dir: Path) -> dict:
-    from pipeline.artifacts import sha256_dir, write_json
+    from pipeline.artifacts import write_json
 
-    m = {"files": manifest(epoch_dir), "policy_sha256": sha256_dir(Path(epoch_dir) / POLICY)}
+    files = manifest(epoch_dir)
+    m = {"files": files, "policy_sha256": digest_of(files[POLICY])}
     write_json(m, Path(epoch_dir) / MANIFEST)
     return m
 
@@ -177,23 +178,100 @@ def resolve_model(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+def refuse_remote_code(where: str | Path) -> None:
+    """CheckpointError when a local model directory asks to run its own Python code (an ``auto_map`` in its config
+    or tokenizer config): the pipeline never runs code from a model directory, and never asks whether to."""
+    root = Path(where)
+    if not root.is_dir():
+        return
+    for name in ("config.json", "tokenizer_config.json", "processor_config.json"):
+        f = root / name
+        try:
+            auto = json.loads(f.read_text()).get("auto_map") if f.is_file() else None
+        except (ValueError, AttributeError, OSError):
+            raise CheckpointError(f"{f}: not a readable JSON object") from None
+        if auto:
+            code = sorted({str(v).split(".")[0] + ".py" for v in (auto.values() if isinstance(auto, dict) else [auto])})
+            raise CheckpointError(
+                f"{root}: {name} names custom code ({', '.join(code)}); models that run their own code are refused"
+            )
+
+
+def preflight(spec: str) -> tuple[str, str | None]:
+    """The checks of policy.model that need no model loaded, run before init writes anything: the path is one, a
+    GGUF file is whole, a model directory runs no code of its own and holds whole safetensors files. Returns
+    :func:`resolve_model`'s (directory or hub id, GGUF file name or None)."""
+    import importlib.util
+
+    if "\0" in spec:
+        raise CheckpointError(f"policy.model: {spec!r}: a NUL character cannot be in a path or model id")
+    where, gguf = resolve_model(spec)
+    if gguf and importlib.util.find_spec("gguf") is None:
+        raise CheckpointError(f"policy.model: {spec}: reading GGUF needs the gguf package: {INSTALL_SMOLLM2}")
+    if gguf:
+        check_gguf(Path(where) / gguf)
+    else:
+        refuse_remote_code(where)
+        if Path(where).is_dir():
+            check_model_files(Path(where))
+    return where, gguf
+
+
+def check_gguf(path: Path) -> None:
+    """CheckpointError naming a GGUF file that is truncated or not GGUF, before anything converts it."""
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        if not reader.tensors:
+            raise ValueError("no tensors")
+        size = path.stat().st_size
+        end = max(int(t.data_offset) + int(t.n_bytes) for t in reader.tensors)
+        if end > size:
+            raise ValueError("shorter than its tensors need")
+    except Exception as exc:  # gguf raises ValueError, struct and numpy errors on a damaged file
+        raise CheckpointError(f"{path}: not a whole GGUF file ({' '.join(str(exc).split())[:120]})") from None
+
+
+def check_model_files(root: Path) -> None:
+    """CheckpointError naming the first weight file of ``root`` that is not a whole safetensors file (a truncated
+    or foreign file), before anything reads it."""
+    from safetensors import safe_open
+
+    for f in sorted(Path(root).glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as h:
+                keys = list(h.keys())
+            size = f.stat().st_size
+            with open(f, "rb") as fh:
+                header = int.from_bytes(fh.read(8), "little")
+                meta = json.loads(fh.read(header))
+            end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
+            if 8 + header + end > size:
+                raise ValueError("shorter than its header says")
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{f}: not a whole safetensors file ({' '.join(str(exc).split())[:120]})") from None
+        if not keys:
+            raise CheckpointError(f"{f}: holds no tensors")
+
+
 def import_model(spec: str, out: Path, dtype: str, max_shard_size: str) -> dict:
     """Copy policy.model into ``out`` as an ordinary Hugging Face directory (safetensors in the storage dtype,
     tokenizer and chat template) that every later stage loads like a hub model. A GGUF file is converted once:
     its quantized tensors are dequantized and the quantization config dropped, so the copy is a plain model."""
-    import importlib.util
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    where, gguf = resolve_model(spec)
-    if gguf and importlib.util.find_spec("gguf") is None:
-        raise CheckpointError(f"policy.model: {spec}: reading GGUF needs the gguf package: {INSTALL_SMOLLM2}")
+    where, gguf = preflight(spec)
     extra = {"gguf_file": gguf} if gguf else {}
-    tok = AutoTokenizer.from_pretrained(where, **extra)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **extra)
+    try:
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=False, **extra)
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, trust_remote_code=False, **extra)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # what transformers raises for a model it can't read
+        raise CheckpointError(f"policy.model: {spec}: cannot be loaded ({' '.join(str(exc).split())[:200]})") from None
     if getattr(model, "hf_quantizer", None) is not None:  # a dequantized GGUF model is plain but still says so
         model.hf_quantizer.remove_quantization_config(model)
     if tok.pad_token_id is None:
@@ -226,21 +304,29 @@ def import_model(spec: str, out: Path, dtype: str, max_shard_size: str) -> dict:
 # ---- reading -----------------------------------------------------------------------------------------------
 
 
-def verify(epoch_dir: Path, parts: tuple[str, ...] = (POLICY, STATE)) -> None:
+def verify(epoch_dir: Path, parts: tuple[str, ...] = (POLICY, STATE)) -> dict:
     """Check the epoch's checkpoint against its manifest; CheckpointError naming the first file that is missing,
-    extra or different. A directory the manifest never recorded (no train state at epoch 0) is not checked."""
+    extra or different. A directory the manifest never recorded (no train state at epoch 0) is not checked.
+    Returns the manifest. A file unchanged since it was hashed is not read again (pipeline/hashcache.py)."""
     epoch_dir = Path(epoch_dir)
     path = epoch_dir / MANIFEST
     if not path.is_file():
         raise CheckpointError(f"{path}: missing (the checkpoint's manifest; rerun the stage that wrote it)")
     try:
-        recorded = json.loads(path.read_text())["files"]
-    except (ValueError, KeyError, TypeError):
+        manifest = json.loads(path.read_text())
+        recorded = manifest["files"]
+        if not all(isinstance(v, dict) and all(isinstance(s, str) for s in v.values()) for v in recorded.values()):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise CheckpointError(f"{path}: not a checkpoint manifest") from None
+    if POLICY in recorded and manifest.get("policy_sha256") != digest_of(recorded[POLICY]):
+        raise CheckpointError(f"{path}: policy_sha256 is not the digest of the files it records (a changed manifest)")
     for sub in parts:
-        if sub not in recorded:
-            continue
         root = epoch_dir / sub
+        if sub not in recorded:
+            if root.exists():  # a manifest that leaves out what is on disk would switch the check off
+                raise CheckpointError(f"{root}: on disk but not recorded in {path} (not this checkpoint's manifest)")
+            continue
         if not root.is_dir():
             raise CheckpointError(
                 f"{root}: missing (deleted by checkpoint retention, update.keep_every?); its sha256 is in {path}"
@@ -254,3 +340,4 @@ def verify(epoch_dir: Path, parts: tuple[str, ...] = (POLICY, STATE)) -> None:
                 raise CheckpointError(f"{f}: not part of the checkpoint recorded in {path}")
             if sha256_file(f) != recorded[sub][name]:
                 raise CheckpointError(f"{f}: sha256 differs from the one recorded in {path} (corrupt or changed)")
+    return manifest

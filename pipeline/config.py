@@ -4,6 +4,8 @@ values are rejected with the offending key named, before a stage writes anything
 from __future__ import annotations
 
 import math
+import os
+import stat
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -199,6 +201,11 @@ class VLLMParams(_Strict):
 
     max_model_len: int = Field(8192, ge=64, description="longest sequence (prompt + reply) vLLM reserves room for")
     gpu_memory_utilization: Real = Field(0.85, gt=0.0, le=1.0, description="share of the GPU vLLM may take")
+    batch_invariant: bool = Field(
+        True,
+        description="VLLM_BATCH_INVARIANT=1: a row's tokens do not depend on what else is in the batch (compute "
+        "capability 8.0 or newer), so reruns and row splits over processes are comparable; slower kernels",
+    )
 
 
 class PolicyParams(_Strict):
@@ -224,6 +231,19 @@ class PolicyParams(_Strict):
     max_prompt_tokens: int = Field(1024, ge=16, description="longer prompts are truncated from the left")
     batch_size: int = Field(256, ge=1, description="generation batch (episodes per forward)")
     tiny: TinyParams = TinyParams()
+
+
+class RolloutParams(_Strict):
+    """How the generating stages (sample, reflect, retry, evaluate) run."""
+
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes that share out the generation (`accelerate launch`; gloo on CPUs, one per GPU on "
+        "GPUs); every process plays the same episodes and the table is the single-process one (pipeline/distgen.py). "
+        "A block of epochs (train.epochs_per_stage) then runs as that many processes, its update too",
+    )
 
 
 class AblationParams(_Strict):
@@ -414,6 +434,11 @@ class EvaluateParams(_Strict):
 
 class TrainParams(_Strict):
     epochs: int = Field(40, ge=1, le=999, description="ERL rounds; dvc.yaml is generated from this")
+    trackers: list[Literal["dvclive", "tensorboard", "wandb"]] = Field(
+        ["dvclive"],
+        description="where live metrics stream while the run goes (pipeline/live.py): dvclive (dvc exp show, dvc "
+        "plots, the VS Code extension), tensorboard, wandb (offline unless WANDB_MODE says otherwise); [] = none",
+    )
     epochs_per_stage: int = Field(
         10,
         ge=0,
@@ -429,6 +454,7 @@ class Params(_Strict):
     ablation: AblationParams = AblationParams()
     env: EnvParams = EnvParams()
     policy: PolicyParams = PolicyParams()
+    rollout: RolloutParams = RolloutParams()
     sample: SampleParams = SampleParams()
     reflect: ReflectParams = ReflectParams()
     retry: RetryParams = RetryParams()
@@ -507,6 +533,57 @@ def union_keys(*keys: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(k for k in seen if not any(k.startswith(p + ".") for p in seen))
 
 
+TASK_BYTES = 2048  # a task in memory: its spec, its row and the Python objects around them (an upper bound)
+TOKEN_BYTES = 36  # a token id in a Python list: the slot and the int object (ids above 256 are not shared)
+
+
+def footprint(p: Params) -> dict[str, float]:
+    """Upper bounds of the largest things a run holds in memory at once, in bytes, keyed by the setting that sets
+    each (validate compares their sum with the memory this machine has free)."""
+    budget = getattr(p.env, p.env.name).budget if hasattr(p.env, p.env.name) else 8
+    per_turn = p.policy.max_prompt_tokens + max(
+        p.sample.sampling.max_new_tokens, p.retry.sampling.max_new_tokens, p.evaluate.sampling.max_new_tokens
+    )
+    episode = budget * per_turn * TOKEN_BYTES
+    rollouts = max(p.sample.rollouts_per_task.values())
+    first = p.sample.tasks_per_epoch * rollouts * episode
+    return {
+        "env.n_train + env.n_test (tasks)": (p.env.n_train + p.env.n_test) * TASK_BYTES,
+        "sample.tasks_per_epoch x sample.rollouts_per_task (first attempts)": first,
+        "the same x (retry.samples + retry.control) (second attempts)": first
+        * (p.retry.samples + int(p.retry.control)),
+        "env.n_test x evaluate.samples_per_task (held-out attempts)": p.env.n_test
+        * p.evaluate.samples_per_task
+        * episode,
+    }
+
+
+def available_memory() -> float | None:
+    """Bytes of memory this machine has free (MemAvailable), or None where /proc/meminfo is not there."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def check_footprint(p: Params, path: str | Path = PARAMS_FILE, free: float | None = None) -> None:
+    """ParamsError, with the numbers, when the run's tables could not fit this machine's free memory."""
+    free = available_memory() if free is None else free
+    if free is None:
+        return
+    parts = footprint(p)
+    total = sum(parts.values())
+    if total > 0.8 * free:
+        big = "; ".join(f"{k}: {v / 2**30:.1f} GiB" for k, v in parts.items() if v >= 0.1 * total)
+        raise ParamsError(
+            f"{path}: the run would hold up to {total / 2**30:.1f} GiB of tasks and episodes in memory, more than "
+            f"the {free / 2**30:.1f} GiB free here ({big})"
+        )
+
+
 def resolve(cls, params=None, overrides: dict | None = None):
     """``params`` (an instance of the pydantic model ``cls``; default: its defaults, which are params.yaml's) with
     single keys overridden, validated: how environments take their settings."""
@@ -536,8 +613,21 @@ def _format(err: ValidationError, path: Path) -> str:
     return f"{path}: {len(lines)} invalid parameters\n" + "\n".join(f"  {line}" for line in lines)
 
 
+MAX_PARAMS_BYTES = 1 << 20  # a params file is a few kB; more is a mistake, or an attack on the reader
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently) and any
+    alias (``*name``): a params file never needs one, and aliases of aliases expand exponentially (a few hundred
+    bytes took gigabytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"an alias (*{event.anchor}) is not allowed in a params file", event.start_mark
+            )
+        return super().compose_node(parent, index)
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -550,11 +640,26 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def _read_mapping(path: Path) -> dict:
-    """The YAML mapping in ``path``; ParamsError naming the file for anything else."""
+    """The YAML mapping in ``path``; ParamsError naming the file for anything else (not a regular file, over
+    MAX_PARAMS_BYTES, not UTF-8, not YAML, aliases, a repeated key, not a mapping)."""
     if not path.exists():
         raise ParamsError(f"{path}: file not found")
     try:
-        text = path.read_bytes().decode("utf-8")
+        # Opened without blocking and checked on the open file: /dev/zero would be read forever and a FIFO
+        # waited on forever, even one swapped in after a check of the path.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ParamsError(f"{path}: not a regular file")
+            if st.st_size > MAX_PARAMS_BYTES:
+                raise ParamsError(f"{path}: {st.st_size} bytes; a params file is at most {MAX_PARAMS_BYTES} bytes")
+            data = os.read(fd, MAX_PARAMS_BYTES + 1)  # the file may grow after the fstat
+        finally:
+            os.close(fd)
+        if len(data) > MAX_PARAMS_BYTES:
+            raise ParamsError(f"{path}: over {MAX_PARAMS_BYTES} bytes; a params file is at most that")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ParamsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:

@@ -22,9 +22,17 @@ class Generation:
 
 
 class Engine(Protocol):
+    """What the rollouts need of an engine, and the life cycle pipeline/policy.py drives."""
+
     def generate(
         self, prompts: Sequence[Sequence[int]], sampling: Sampling, seeds: Sequence[int]
     ) -> list[Generation]: ...
+
+    def sleep(self) -> None: ...  # give GPU memory back while an update runs
+
+    def load_weights(self, state_dict: dict) -> None: ...  # new weights in place
+
+    def load_checkpoint(self, path) -> None: ...  # a checkpoint directory's weights in place
 
 
 def filter_logits(logits: torch.Tensor, sampling: Sampling) -> torch.Tensor:
@@ -55,18 +63,61 @@ class HFEngine:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def generate(self, prompts, sampling: Sampling, seeds) -> list[Generation]:
+    # ---- life cycle: one engine per process (pipeline/policy.py) ----------------------------------------------
+
+    def sleep(self) -> None:
+        """Give the GPU memory back while an update runs (the weights wait in CPU memory); nothing on a CPU."""
+        if self.device.type == "cuda":
+            self._home = self.device
+            self.model.to("cpu")
+            torch.cuda.empty_cache()
+
+    def _wake(self) -> None:
+        home = getattr(self, "_home", None)
+        if home is not None:
+            self.model.to(home)
+            self._home = None
+
+    @torch.no_grad()
+    def load_weights(self, state_dict: dict) -> None:
+        """Take new weights in place (parameter names as saved; a tied output layer may be left out)."""
+        self._wake()
+        named = dict(self.model.named_parameters())
+        missing = [n for n in named if n not in state_dict]
+        if missing:
+            raise ValueError(f"new weights lack {missing[:3]}")
+        for n, q in named.items():
+            q.copy_(state_dict[n].to(q.dtype))
+
+    def load_checkpoint(self, path) -> None:
+        """Take the weights of the checkpoint directory ``path`` in place (its safetensors, sharded or not)."""
+        from pathlib import Path
+
+        from safetensors.torch import load_file
+
+        sd = {}
+        for f in sorted(Path(path).glob("*.safetensors")):
+            sd.update(load_file(str(f)))
+        self.load_weights(sd)
+
+    def batches(self, prompts) -> list[list[int]]:
+        """The generation batches of ``prompts`` (indices): sorted by length, which keeps padding small, in slices
+        of batch_size. A row's tokens depend on its batch, so this plan is what several processes share out."""
+        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        return [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+
+    def generate(self, prompts, sampling: Sampling, seeds, batches: list[list[int]] | None = None) -> list:
+        """One generation per prompt, in the caller's order; with ``batches`` (a subset of :meth:`batches`) only
+        the rows of those batches, the others None."""
         if len(prompts) != len(seeds):
             raise ValueError("one seed per prompt")
-        # Sorting by length keeps padding small; results are put back in the caller's order.
-        order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+        self._wake()
         out: list[Generation | None] = [None] * len(prompts)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        for idx in self.batches(prompts) if batches is None else batches:
             gens = self._generate_batch([prompts[i] for i in idx], sampling, [seeds[i] for i in idx])
             for i, g in zip(idx, gens):
                 out[i] = g
-        return out  # type: ignore[return-value]
+        return out
 
     @torch.inference_mode()
     def _generate_batch(self, prompts, sampling: Sampling, seeds) -> list[Generation]:
@@ -169,8 +220,11 @@ def load_causal_lm(path: str, dtype: str = "float32", device: str | None = None)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    from pipeline.checkpoint import refuse_remote_code
+
+    refuse_remote_code(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), trust_remote_code=False)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(dev).eval()
     return model, tok

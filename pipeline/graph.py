@@ -40,6 +40,8 @@ def shape(p: Params) -> str:
             parts.append(f"update.{key}={getattr(u, key)}")
     if p.evaluate.every != type(p.evaluate)().every:
         parts.append(f"evaluate.every={p.evaluate.every}")
+    if p.rollout.processes > 1:
+        parts.append(f"rollout.processes={p.rollout.processes}")
     return ", ".join(parts)
 
 
@@ -74,8 +76,24 @@ def _stage(script: str, cmd: str, env: str, deps: list[Path], outs: list[Path], 
     return spec
 
 
-def _step(stage: str, epoch: int | None, env: str, deps: list[Path], outs: list[Path], metrics=()) -> dict:
-    cmd = f"python -m stages.{stage}" + (f" --epoch {epoch}" if epoch is not None else "")
+GENERATING = ("sample", "reflect", "retry", "evaluate")
+
+
+def launch(processes: int) -> str:
+    """How a stage of ``processes`` processes starts: `accelerate launch` (gloo on CPUs, a GPU each on GPUs)."""
+    if processes <= 1:
+        return "python"
+    return (
+        f"accelerate launch --multi_gpu --num_processes {processes} --num_machines 1 --mixed_precision no "
+        "--dynamo_backend no"
+    )
+
+
+def _step(
+    stage: str, epoch: int | None, env: str, deps: list[Path], outs: list[Path], metrics=(), processes: int = 1
+) -> dict:
+    run = launch(processes if stage in GENERATING else 1)
+    cmd = f"{run} -m stages.{stage}" + (f" --epoch {epoch}" if epoch is not None else "")
     return _stage(stage, cmd, env, deps, outs, metrics)
 
 
@@ -113,7 +131,7 @@ def _epoch_steps(p: Params, e: int, env: str, tr: Path, te: Path, env_deps: list
     """The seven one-step stages of epoch ``e`` (``train.epochs_per_stage: 0``)."""
     t = _tables(e)
     prev, prev_mem = layout.checkpoint_path(e - 1), layout.epoch_dir(e - 1) / "memory.parquet"
-    name = layout.stage_name
+    name, n = layout.stage_name, p.rollout.processes
     update = _stage(
         "update",
         _update_cmd(p, e),
@@ -122,11 +140,11 @@ def _epoch_steps(p: Params, e: int, env: str, tr: Path, te: Path, env_deps: list
         _checkpoint_outs(p, e) + [t["updates"], t["steps"]],
     )
     return {
-        name("sample", e): _step("sample", e, env, [prev, tr] + env_deps, [t["attempts"]]),
+        name("sample", e): _step("sample", e, env, [prev, tr] + env_deps, [t["attempts"]], processes=n),
         name("feedback", e): _step("feedback", e, env, [t["attempts"]], [t["feedback"]]),
-        name("reflect", e): _step("reflect", e, env, [prev, t["feedback"], prev_mem], [t["reflections"]]),
+        name("reflect", e): _step("reflect", e, env, [prev, t["feedback"], prev_mem], [t["reflections"]], processes=n),
         name("retry", e): _step(
-            "retry", e, env, [prev, tr, t["feedback"], t["reflections"]] + env_deps, [t["retries"]]
+            "retry", e, env, [prev, tr, t["feedback"], t["reflections"]] + env_deps, [t["retries"]], processes=n
         ),
         name("consolidate", e): _step(
             "consolidate",
@@ -143,6 +161,7 @@ def _epoch_steps(p: Params, e: int, env: str, tr: Path, te: Path, env_deps: list
             _evaluate_deps(p, e, te, env_deps),
             [t["eval"], t["eval_retries"]],
             [layout.metrics_path(e)],
+            processes=n,
         ),
     }
 
@@ -162,7 +181,7 @@ def _block(p: Params, a: int, b: int, env: str, tr: Path, te: Path, env_deps: li
     ]
     spec = _stage(
         "epochs",
-        f"python -m stages.epochs --first {a} --last {b}",
+        f"{launch(p.rollout.processes)} -m stages.epochs --first {a} --last {b}",
         env,
         deps + env_deps,
         outs,
@@ -216,6 +235,7 @@ def build(p: Params) -> dict:
             [layout.checkpoint_path(0), te] + env_deps,
             [init / "eval.parquet"],
             [layout.metrics_path(0)],
+            processes=p.rollout.processes,
         ),
     }
     per_stage = p.train.epochs_per_stage
@@ -254,7 +274,21 @@ def build(p: Params) -> dict:
         {"KL to the initial policy": {"x": "epoch", "y": {"reports/history.csv": ["eval_kl"]}}},
         {"update": {"x": "epoch", "y": {"reports/history.csv": ["update_loss"]}}},
     ]
-    return {"stages": stages, "plots": plots}
+    out = {"stages": stages, "plots": plots}
+    if "dvclive" in p.train.trackers:  # live metrics of the running experiment (pipeline/live.py)
+        live_metrics, live_plots = live_entries()
+        out = {"metrics": live_metrics, **out, "plots": plots + live_plots}
+    return out
+
+
+def live_entries() -> tuple[list, list]:
+    """Top-level metrics and plots of dvc.yaml for the DVCLive folders pipeline/live.py writes."""
+    from pipeline.live import LIVE_DIR, STREAMS
+
+    return (
+        [(LIVE_DIR / s / "metrics.json").as_posix() for s in STREAMS],
+        [{(LIVE_DIR / s / "plots" / "metrics").as_posix(): {"x": "step"}} for s in STREAMS],
+    )
 
 
 def render(p: Params) -> str:

@@ -32,6 +32,7 @@ class StageContext:
     epoch: int | None
     params: Params
     root: Path
+    params_path: Path = Path("params.yaml")
 
     def dir(self, epoch: int | None = None) -> Path:
         return layout.epoch_dir(self.epoch if epoch is None else epoch, self.root)
@@ -50,13 +51,26 @@ class StageContext:
     def tasks_test(self) -> Path:
         return layout.epoch_dir(0, self.root) / "tasks_test.parquet"
 
+    @property
+    def main_process(self) -> bool:
+        """Whether this process writes the stage's outputs: the only one, or rank 0 of a stage started by
+        `accelerate launch` (rollout.processes, an update over several processes)."""
+        return int(os.environ.get("RANK", "0") or 0) == 0
+
     def lineage(self, inputs: list[Path], keys: tuple[str, ...], policy: Path | None = None) -> dict:
         return stage_lineage(self.stage, self.epoch, inputs, self.params.sections(*keys), self.params.env.name, policy)
 
 
 def parse(
-    stage: str, doc: str | None, needs_epoch: bool = True, argv: list[str] | None = None, min_epoch: int = 1
+    stage: str,
+    doc: str | None,
+    needs_epoch: bool = True,
+    argv: list[str] | None = None,
+    min_epoch: int = 1,
+    check=None,
 ) -> StageContext:
+    """The stage's arguments and validated params, with the artifact root's lock held. ``check(params, path)``
+    may raise ParamsError: it runs before anything is written (exit 2, one line)."""
     ap = argparse.ArgumentParser(
         prog=f"python -m stages.{stage}",
         description=(doc or "").strip(),
@@ -69,6 +83,12 @@ def parse(
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(message)s", stream=sys.stderr, force=True)
     params = load_or_exit(args.params)
+    if check is not None:
+        try:
+            check(params, Path(args.params))
+        except ParamsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     global _ENV
     _ENV = params.env.name
     epoch = getattr(args, "epoch", None)
@@ -84,7 +104,7 @@ def parse(
         raise SystemExit(1) from None
     for gone in guard.sweep(root):
         log.info("removed %s, left by a writer that was killed", gone)
-    return StageContext(stage=stage, epoch=epoch, params=params, root=root)
+    return StageContext(stage=stage, epoch=epoch, params=params, root=root, params_path=Path(args.params))
 
 
 _NESTED = False
@@ -128,11 +148,21 @@ def stage_errors(ctx_name: str):
     except (FileNotFoundError, InputError, ParamsError) as exc:
         print(f"error: {ctx_name}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    _wait_for_the_writer()
     work = time.perf_counter() - t0
     age = process_age()
     log.info("done in %.1f s", work)
     if age is not None and not _NESTED:  # parsed by `erl bench`: start-up = process - work
         log.info("timing: process %.3f s, work %.3f s", age, work)
+
+
+def _wait_for_the_writer() -> None:
+    """With several processes (a block of epochs under `accelerate launch`), the others wait here until the main
+    process has written the step's tables, which the next step reads. torch is not imported for it: a process
+    with a process group has imported it already."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
 
 
 def process_age() -> float | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -106,10 +107,12 @@ def train_epoch(
     pad_id: int,
     seed: int,
     replay: list[tuple[list[int], list[int]]] | None = None,
+    on_step=None,
 ):
     """One epoch of updates. Returns (per-sample rows, per-step rows) for this process's samples. ``replay``:
     (prompt ids, answer ids) of warm-start exercises; each optimizer step adds ``u.replay_coef`` times their
-    teacher-forced loss on the next ``u.replay_batch`` of them (cycling)."""
+    teacher-forced loss on the next ``u.replay_batch`` of them (cycling). ``on_step(row, seconds)`` is called
+    after each optimizer step with its row and how long it took (live metrics)."""
     device = accelerator.device
     segs = segments_of(samples)
     by_sample: dict[int, list[Segment]] = {}
@@ -146,6 +149,7 @@ def train_epoch(
             n_global = pl.global_size(j)
             stats = StepStats({i: {"loss": 0.0, "kl": 0.0, "ratio": 0.0, "clip": 0.0, "n": 0} for i in mb})
             optimizer.zero_grad(set_to_none=True)
+            t_step = time.perf_counter()
             replay_loss = None
             if replay and u.replay_coef > 0:
                 batch = [replay[(step * u.replay_batch + k) % len(replay)] for k in range(u.replay_batch)]
@@ -222,6 +226,8 @@ def train_epoch(
                     "replay_loss": replay_loss,
                 }
             )
+            if on_step is not None:
+                on_step(step_rows[-1], time.perf_counter() - t_step)
             step += 1
             bar.update(1, loss=f"{loss_sum / max(1, n_mb):.4f}", kl=f"{kl_sum / max(1, tokens):.2e}")
     bar.close()

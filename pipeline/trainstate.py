@@ -233,3 +233,17 @@ def save_update(update, epoch_dir: Path, dtype: str, max_shard_size: str, carry:
         write_manifest(epoch_dir)
     if sharded or rt.num_processes > 1:
         rt.wait_for_everyone()  # the others may read the checkpoint next (an engine taking its weights)
+
+
+def engine_weights(update, dtype: str) -> dict | None:
+    """The new weights as the checkpoint stores them (the storage dtype), for an engine in this process to take in
+    place; None when this process does not hold the whole model (fsdp2: it reads the checkpoint instead)."""
+    from pipeline.checkpoint import storage_state_dict
+    from pipeline.sharding import FSDP2
+
+    rt = update.accelerator
+    if isinstance(rt, FSDP2):
+        return None
+    model = rt.unwrap_model(update.model)
+    sd = model.state_dict()
+    return storage_state_dict(model, sd, dtype) if dtype != "float32" else {k: v.detach() for k, v in sd.items()}

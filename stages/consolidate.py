@@ -30,8 +30,9 @@ def main(argv=None) -> None:
         memory_rows = read_rows("memory", ctx.path("memory", e - 1))
         samples, memory = consolidate(p, e, t["attempts"], t["feedback"], t["reflections"], t["retries"], memory_rows)
         lineage = ctx.lineage([ctx.path(n) for n in TABLES] + [ctx.path("memory", e - 1)], KEYS)
-        write_table("samples", samples, ctx.path("samples"), lineage)
-        write_table("memory", memory, ctx.path("memory"), lineage)
+        if ctx.main_process:
+            write_table("samples", samples, ctx.path("samples"), lineage)
+            write_table("memory", memory, ctx.path("memory"), lineage)
         log.info(
             "samples by kind: %s; memory versions: %d (+%d)",
             dict(Counter(s["kind"] for s in samples)),

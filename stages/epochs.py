@@ -84,7 +84,9 @@ def main(argv=None) -> None:
                 mod.main(["--epoch", str(e)] + common)
     logging.basicConfig(level=logging.INFO, format="[epochs] %(message)s", stream=sys.stderr, force=True)
     work = time.perf_counter() - t0
-    log.info("epochs %d-%d done in %.1f s", args.first, args.last, work)
+    from pipeline import policy
+
+    log.info("epochs %d-%d done in %.1f s; generation engines built: %d", args.first, args.last, work, policy.BUILT)
     age = stagekit.process_age()
     if age is not None:  # parsed by `erl bench`, as for a single step
         log.info("timing: process %.3f s, work %.3f s", age, work)

@@ -56,11 +56,18 @@ def main(argv=None) -> None:
             metrics.update(train_metrics(**tables, epoch=e))
         if e == 0:
             metrics.pop("eval_kl")
-        lineage = ctx.lineage(inputs, KEYS, policy=ctx.policy(e) if rows else None)
-        write_table("eval", rows, ctx.path("eval"), lineage)
-        if e > 0:
-            write_table("eval_retries", second, ctx.path("eval_retries"), lineage)
-        write_json(metrics, ctx.dir() / "metrics.json")
+        if ctx.main_process:
+            lineage = ctx.lineage(inputs, KEYS, policy=ctx.policy(e) if rows else None)
+            write_table("eval", rows, ctx.path("eval"), lineage)
+            if e > 0:
+                write_table("eval_retries", second, ctx.path("eval_retries"), lineage)
+            write_json(metrics, ctx.dir() / "metrics.json")
+            if p.train.trackers:  # the epoch's metrics, live (pipeline/live.py)
+                from pipeline.live import Live
+
+                live = Live(p.train.trackers, "epochs", e)
+                live.log({k: v for k, v in metrics.items() if k != "epoch" and isinstance(v, int | float)})
+                live.close()
         if rows:
             log.info("held-out success %.3f over %d episodes", metrics["eval_success"], len(rows))
         else:

@@ -25,7 +25,8 @@ def main(argv=None) -> None:
     with stagekit.stage_errors("feedback"):
         p, e = ctx.params, ctx.epoch
         rows = feedback(p, e, read_rows("attempts", ctx.path("attempts")), make_env(p.env))
-        write_table("feedback", rows, ctx.path("feedback"), ctx.lineage([ctx.path("attempts")], KEYS))
+        if ctx.main_process:
+            write_table("feedback", rows, ctx.path("feedback"), ctx.lineage([ctx.path("attempts")], KEYS))
         n_ok = sum(r["success"] for r in rows)
         log.info("%d attempts, %d successes (%.3f)", len(rows), n_ok, n_ok / max(1, len(rows)))
 

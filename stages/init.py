@@ -69,16 +69,19 @@ def main(argv=None) -> None:
     with stagekit.stage_errors("init"):
         configure_torch()  # threads and deterministic kernels, before the lineage records them
         p = ctx.params
+        if p.policy.model != "tiny":
+            checkpoint.preflight(p.policy.model)  # a model that cannot be used stops init before it writes
         env = make_env(p.env, ctx.root)
         train, test = tasks.task_sets(p, env)
         log.info("tasks: %d train, %d test", len(train), len(test))
         if p.env.name == "qa":  # the search tool's index: the warm start below already searches
             log.info("search index: %d passages", env.build_index(p.seed))
+        # The model first: a model that cannot be read stops init before it has written anything else.
+        info = initial_policy(p, env, train, ctx.policy(0))
         lineage = ctx.lineage([], KEYS)
         write_table("tasks", tasks.task_rows(env, train), ctx.tasks_train, lineage)
         write_table("tasks", tasks.task_rows(env, test), ctx.tasks_test, lineage)
         write_table("memory", [], ctx.path("memory", 0), lineage)
-        info = initial_policy(p, env, train, ctx.policy(0))
         info["policy_sha256"] = checkpoint.write_manifest(ctx.dir(0))["policy_sha256"]
         write_json(info, ctx.dir(0) / "init.json")
 

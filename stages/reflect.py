@@ -33,7 +33,9 @@ def main(argv=None) -> None:
             read_rows("memory", ctx.path("memory", e - 1)),
             Policy(p, ctx.policy(e - 1)),
         )
-        write_table("reflections", rows, ctx.path("reflections"), ctx.lineage(inputs, KEYS, policy=ctx.policy(e - 1)))
+        if ctx.main_process:
+            lineage = ctx.lineage(inputs, KEYS, policy=ctx.policy(e - 1))
+            write_table("reflections", rows, ctx.path("reflections"), lineage)
         log.info("%d reflections (%d with a <prompt> block)", len(rows), sum(r["has_tag"] for r in rows))
 
 

@@ -37,7 +37,8 @@ def main(argv=None) -> None:
             Policy(p, ctx.policy(e - 1)),
             make_env(p.env, ctx.root),
         )
-        write_table("retries", rows, ctx.path("retries"), ctx.lineage(inputs, KEYS, policy=ctx.policy(e - 1)))
+        if ctx.main_process:
+            write_table("retries", rows, ctx.path("retries"), ctx.lineage(inputs, KEYS, policy=ctx.policy(e - 1)))
         log.info("%d second attempts, %d successes", len(rows), sum(r["success"] for r in rows))
 
 

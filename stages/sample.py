@@ -26,8 +26,9 @@ def main(argv=None) -> None:
         p, e = ctx.params, ctx.epoch
         policy = Policy(p, ctx.policy(e - 1))
         rows = first_attempts(p, e, read_rows("tasks", ctx.tasks_train), policy, make_env(p.env, ctx.root))
-        lineage = ctx.lineage([ctx.tasks_train, ctx.policy(e - 1)], KEYS, policy=ctx.policy(e - 1))
-        write_table("attempts", rows, ctx.path("attempts"), lineage)
+        if ctx.main_process:
+            lineage = ctx.lineage([ctx.tasks_train, ctx.policy(e - 1)], KEYS, policy=ctx.policy(e - 1))
+            write_table("attempts", rows, ctx.path("attempts"), lineage)
         log.info("%d first attempts on %d tasks", len(rows), p.sample.tasks_per_epoch)
 
 

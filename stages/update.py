@@ -22,12 +22,28 @@ log = logging.getLogger("erl")
 KEYS = ("seed", "env", "policy", "update")
 
 
+def steps_before(root, epoch: int) -> int:
+    """Optimizer steps of the epochs before ``epoch`` (the x of the live step metrics), from their steps tables."""
+    import pyarrow.parquet as pq
+
+    from pipeline import layout
+
+    n = 0
+    for e in range(1, epoch):
+        path = layout.table_path("steps", e, root)
+        if path.is_file():
+            n += pq.read_metadata(path).num_rows
+    return n
+
+
 def main(argv=None) -> None:
     ctx = stagekit.parse("update", __doc__, argv=argv)
     with stagekit.stage_errors("update"):
         from pipeline import checkpoint, trainstate
+        from pipeline import policy as engines
 
         p, e = ctx.params, ctx.epoch
+        engines.release()  # an engine of this process (a block of epochs) sleeps while the update trains
         parent, out = ctx.policy(e - 1), ctx.policy(e)
         replay = p.update.replay_coef > 0  # warm-start exercises drawn on the training tasks
         tasks = read_rows("tasks", ctx.tasks_train) if replay else None
@@ -39,8 +55,12 @@ def main(argv=None) -> None:
             ctx.policy(0),
             tasks,
             make_env(p.env, ctx.root),
+            live_start=steps_before(ctx.root, e),
         )
         trainstate.save_update(up, ctx.dir(), p.policy.dtype, p.policy.max_shard_size, p.update.carry_optimizer_state)
+        if engines.active(out):  # and takes the new weights in place
+            version = checkpoint.verify(ctx.dir(), (checkpoint.POLICY,))["policy_sha256"]
+            engines.hand_over(trainstate.engine_weights(up, p.policy.dtype), version, out)
         if not up.accelerator.is_main_process:
             return
         sha, parent_sha = sha256_dir(out), sha256_dir(parent)

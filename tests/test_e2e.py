@@ -161,25 +161,64 @@ def test_second_repro_does_no_work(erl_run):
 
 
 def test_separate_step_processes_match_the_one_process_block(erl_run, tmp_path):
-    """``train.epochs_per_stage`` changes only how many processes run an epoch's steps: epoch 1 run as seven
-    separate stage processes gives the same tables, lineage and checkpoint as the two-epoch block did."""
+    """``train.epochs_per_stage`` changes only how many processes run an epoch's steps: both epochs run as seven
+    separate stage processes each give the same tables, lineage and checkpoints as the two-epoch block did, where
+    one engine served every step and took epoch 1's weights in place from the update (not from disk)."""
     repo = erl_run
     assert "python -m stages.epochs --first 1 --last 2" in (repo / "dvc.yaml").read_text()
     art = tmp_path / "artifacts"
     shutil.copytree(repo / layout.epoch_dir(0), art / "init")
-    for s in layout.EPOCH_STAGES:
-        run(["python", "-m", f"stages.{s}", "--epoch", "1", "--artifacts", str(art)], repo)
-    for n in TABLES:
-        block, step = repo / layout.epoch_dir(1) / f"{n}.parquet", layout.epoch_dir(1, art) / f"{n}.parquet"
-        assert read_table(n, block).equals(read_table(n, step)), n
-        lb, ls = read_lineage(block), read_lineage(step)
-        # the same inputs by name; their digests differ only where an input's own footer names its path
-        assert sorted(Path(p).name for p in lb.pop("inputs")) == sorted(Path(p).name for p in ls.pop("inputs")), n
-        assert lb == ls, n
-    assert sha256_dir(repo / layout.policy_dir(1)) == sha256_dir(layout.policy_dir(1, art))
-    assert json.loads((repo / layout.metrics_path(1)).read_text()) == json.loads(
-        layout.metrics_path(1, art).read_text()
-    )
+    for e in (1, 2):
+        for s in layout.EPOCH_STAGES:
+            run(["python", "-m", f"stages.{s}", "--epoch", str(e), "--artifacts", str(art)], repo)
+        for n in TABLES:
+            block, step = repo / layout.epoch_dir(e) / f"{n}.parquet", layout.epoch_dir(e, art) / f"{n}.parquet"
+            assert read_table(n, block).equals(read_table(n, step)), (e, n)
+            lb, ls = read_lineage(block), read_lineage(step)
+            # the same inputs by name; their digests differ only where an input's own footer names its path
+            assert sorted(Path(p).name for p in lb.pop("inputs")) == sorted(Path(p).name for p in ls.pop("inputs"))
+            assert lb == ls, (e, n)
+        assert sha256_dir(repo / layout.policy_dir(e)) == sha256_dir(layout.policy_dir(e, art))
+        assert json.loads((repo / layout.metrics_path(e)).read_text()) == json.loads(
+            layout.metrics_path(e, art).read_text()
+        )
+
+
+def test_a_block_builds_one_engine_and_generation_splits_over_processes(erl_run, tmp_path):
+    """One engine per process: the two-epoch block (sample, reflect, retry and evaluate of both epochs) builds
+    one. rollout.processes 2 (`accelerate launch`, gloo): the sample and evaluate tables are the one-process ones
+    (the processes share out the very batches one process runs)."""
+    import yaml
+
+    repo = erl_run
+    art = tmp_path / "block"
+    shutil.copytree(repo / layout.epoch_dir(0), art / "init")
+    res = run(["python", "-m", "stages.epochs", "--first", "1", "--last", "2", "--artifacts", str(art)], repo)
+    assert "generation engines built: 1" in res.stderr
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["policy"]["batch_size"] = 4  # several batches per turn: both processes generate
+    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    one.write_text(yaml.safe_dump(params))
+    params["rollout"] = {"processes": 2}
+    two.write_text(yaml.safe_dump(params))
+    launch = "accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no --dynamo_backend no"
+    for name, cmd in (("one", ["python"]), ("two", launch.split())):
+        a = tmp_path / name
+        shutil.copytree(repo / layout.epoch_dir(0), a / "init")
+        shutil.copytree(repo / layout.epoch_dir(1), a / "epoch_001")
+        for stage in ("sample", "evaluate"):
+            res = run(
+                cmd
+                + ["-m", f"stages.{stage}", "--epoch", "1", "--params", str(tmp_path / f"{name}.yaml")]
+                + ["--artifacts", str(a)],
+                repo,
+                check=False,
+                timeout=600,
+            )
+            assert res.returncode == 0, res.stderr[-3000:]
+    for t in ("attempts", "eval"):
+        a, b = (layout.table_path(t, 1, tmp_path / n) for n in ("one", "two"))
+        assert read_table(t, a).equals(read_table(t, b)), t
 
 
 def test_update_under_accelerate_launch_with_two_processes(erl_run, tmp_path):
@@ -300,6 +339,42 @@ def test_audit_unknown_ids_fail_clearly(erl_run):
     for args, needle in [(("update", "99"), "epoch 99"), (("reflection", "nope"), "nope"), (("task", "nope"), "nope")]:
         res = audit(erl_run, *args)
         assert res.returncode == 2 and needle in res.stderr
+
+
+def test_audit_takes_one_run_directory_not_a_pattern(erl_run, tmp_path):
+    """bad input audit-pattern-root: a folder literally named 'run*' beside run1 and run2 is audited alone (its own
+    optimizer steps, not the three runs' together); a pattern that names no folder is refused."""
+    for name in ("run1", "run2", "run*"):
+        shutil.copytree(erl_run / "artifacts", tmp_path / name)
+    steps = read_table("steps", erl_run / layout.epoch_dir(1) / "steps.parquet").num_rows
+    res = audit(erl_run, "--json", "update", "1", "--artifacts", str(tmp_path / "run*"))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["optimizer_steps"] == steps
+    res = audit(erl_run, "update", "1", "--artifacts", str(tmp_path / "r?n1x"))
+    assert res.returncode == 2 and "not a pattern" in res.stderr
+
+
+def test_audit_answers_on_an_epoch_without_samples_and_a_run_in_progress(erl_run, tmp_path):
+    """bad input audit-empty-epoch and audit-running: an epoch whose update trained nothing, a later epoch with
+    its first table only, and a dvc.lock cut in the middle."""
+    art = tmp_path / "artifacts"
+    shutil.copytree(erl_run / "artifacts", art)
+    for name in ("updates", "steps", "samples"):
+        path = layout.epoch_dir(1, art) / f"{name}.parquet"
+        write_table(name, [], path, read_lineage(path))
+    res = audit(erl_run, "update", "1", "--artifacts", str(art))
+    assert res.returncode == 0 and "no optimizer step" in res.stdout, res.stdout + res.stderr
+    third = layout.epoch_dir(3, art)
+    third.mkdir()
+    shutil.copy(layout.epoch_dir(2, art) / "attempts.parquet", third / "attempts.parquet")
+    task = read_table("attempts", third / "attempts.parquet").column("task_id")[0].as_py()
+    res = audit(erl_run, "--json", "task", task, "--artifacts", str(art))
+    assert res.returncode == 0, res.stderr
+    lock = tmp_path / "dvc.lock"
+    text = (erl_run / "dvc.lock").read_text()
+    lock.write_text(text[: len(text) // 2] + "\n  - path: [")
+    res = audit(erl_run, "verify", "--artifacts", str(art), "--lock", str(lock))
+    assert "Traceback" not in res.stderr and "not readable now" in res.stderr, res.stderr[-2000:]
 
 
 def test_audit_verify_passes_then_catches_tampering(erl_run, tmp_path):

@@ -32,6 +32,7 @@ def update(
     initial: Path,
     replay_tasks: list[dict] | None = None,
     env: Env | None = None,
+    live_start: int = 0,
 ) -> Update:
     """One epoch of updates on the round's samples: per-token PPO clip (range [1 - clip_low, 1 + clip_high],
     dual clip c for negative advantages) plus a k3 KL penalty to the frozen initial policy, summed over a
@@ -108,9 +109,43 @@ def update(
         replayed = replay_encoded(p, epoch, env, replay_tasks, tok, n_steps * rt.num_processes)[
             rt.process_index :: rt.num_processes
         ]
-    sample_rows, step_rows = train_epoch(
-        rt, model, ref_model, optimizer, mine, u, pad, derive_seed(p.seed, epoch, "update-order"), replayed
-    )
+    live = None
+    if rt.is_main_process and p.train.trackers:  # live metrics: one row per optimizer step (pipeline/live.py)
+        from pipeline.live import Live, memory_gib
+
+        live = Live(p.train.trackers, "steps", live_start)
+
+        def on_step(row: dict, seconds: float) -> None:
+            live.log(
+                {
+                    "epoch": epoch,
+                    "loss": row["loss"],
+                    "kl": row["kl"],
+                    "clip_frac": row["clip_frac"],
+                    "grad_norm": row["grad_norm"],
+                    "lr": row["lr"],
+                    "replay_loss": row["replay_loss"],
+                    "tokens_per_s": row["n_tokens"] * rt.num_processes / max(seconds, 1e-9),
+                    "memory_gib": memory_gib(),
+                }
+            )
+
+    try:
+        sample_rows, step_rows = train_epoch(
+            rt,
+            model,
+            ref_model,
+            optimizer,
+            mine,
+            u,
+            pad,
+            derive_seed(p.seed, epoch, "update-order"),
+            replayed,
+            on_step=on_step if live is not None else None,
+        )
+    finally:
+        if live is not None:
+            live.close()
     sample_rows = gather(sample_rows)  # each process trained its own samples; the step rows are global already
     if u.strategy == "fsdp2":
         sample_rows = [r for part in sample_rows for r in part]
