@@ -1,13 +1,15 @@
-"""What keeps a stage from doing damage when things go wrong around it. It dies with the process that started it
-(a killed `dvc repro` must not leave its stage writing beside the next one), it holds the artifact directory's
-lock for as long as it runs (a second writer stops at once with a message naming the holder), and, holding it,
-it removes what a killed writer left half-done (temporary files and directories). Linux; elsewhere the lock
-still works and the parent watch is skipped. No torch here."""
+"""What keeps a stage from doing damage when things go wrong around it. Started by `dvc repro`, it dies with the
+dvc process (a killed `dvc repro` must not leave its stage writing beside the next one); it holds the artifact
+directory's lock for as long as it runs (a second writer stops at once with a message naming the holder); and,
+holding it, it removes what a killed writer of this project left half-done (its temporary files and directories,
+by their names, nothing else). Linux; elsewhere the lock still works and the parent watch is skipped. No torch
+here."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -48,26 +50,38 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _is_dvc(pid: int) -> bool:
+    return " dvc " in f" {_cmdline(pid)} ".replace("/dvc ", " dvc ")
+
+
 def _watched() -> list[int]:
     """The processes from this one's parent up to the `dvc` process that started it (DVC may run a stage's
-    command through a shell, and `accelerate launch` adds a launcher in between); only the parent when no dvc
-    process is among the ancestors (a stage run by hand). Not above dvc: a `dvc repro` left running after its
-    terminal closed keeps its stages."""
+    command through a shell, and `accelerate launch` adds a launcher in between); [] when no dvc process is
+    among the ancestors: a stage run by hand, detached (nohup, setsid) or under a container's init keeps running
+    whatever its parent does. dvc itself may be PID 1 (a container's command). Not above dvc: a `dvc repro` left
+    running after its terminal closed keeps its stages."""
     chain, pid = [], os.getppid()
-    while pid and pid > 1 and len(chain) < 8:
+    while pid and len(chain) < 8:
         chain.append(pid)
-        if " dvc " in f" {_cmdline(pid)} ".replace("/dvc ", " dvc "):
+        if _is_dvc(pid):
             return chain
+        if pid == 1:
+            break
         pid = _parent_of(pid) or 0
-    return chain[:1]
+    return []
 
 
 def die_with_parent(interval: float = 0.5) -> None:
-    """Exit at once when the process that started this stage dies: the kernel's parent-death signal for the
-    direct parent, and a watch over the chain of ancestors up to the `dvc` process (a shell or a launcher in
-    between would otherwise keep the stage alive and writing)."""
+    """For a stage started by `dvc repro`: exit at once when dvc, or a process between it and this one, dies: the
+    kernel's parent-death signal for the direct parent, and a watch over the chain of ancestors up to dvc (a
+    shell or a launcher in between would otherwise keep the stage alive and writing). Called from a stage's
+    main, never at import. A parent that is PID 1 is a parent like any other, not a sign of orphanhood: a
+    container's shell or init may start a stage."""
     global _WATCHING
     if _WATCHING or not sys.platform.startswith("linux"):
+        return
+    chain = _watched()
+    if not chain:
         return
     try:
         import ctypes
@@ -75,11 +89,8 @@ def die_with_parent(interval: float = 0.5) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    if os.getppid() == 1:  # the parent died before the signal was arranged: this process is already orphaned
+    if not _alive(chain[0]) or os.getppid() != chain[0]:  # the parent died while the signal was being arranged
         os.kill(os.getpid(), signal.SIGKILL)
-    chain = _watched()
-    if not chain:
-        return
 
     def watch() -> None:
         while True:
@@ -113,13 +124,45 @@ def hold_lock(root: Path, stage: str) -> None:
     _HELD[key] = fd
 
 
+# What this project's writers leave while they work, and only that: the temporary name of an atomic write or
+# checkpoint (``.<target>.<random>.tmp``: artifacts._atomic, checkpoint.temp_dir, search.build_index,
+# hashcache), and a checkpoint directory set aside for its replacement (``.<target>.old-<pid>``), where <target>
+# is a file or folder the pipeline writes. They lie in the artifact root or one folder below it.
+_LEFT = re.compile(r"^\.(?P<target>.+?)\.(?:[^./]+\.tmp|old-\d+)$")
+
+
+def _ours(target: str) -> bool:
+    from pipeline.artifacts import SCHEMAS  # the table names, known without torch
+
+    return (
+        target.removesuffix(".parquet") in SCHEMAS
+        if target.endswith(".parquet")
+        else target
+        in {
+            "policy",
+            "train_state",
+            "checkpoint.json",
+            "metrics.json",
+            "init.json",
+            "validated.txt",
+            "qa_index.sqlite",
+            ".erl-hashes.json",
+        }
+    )
+
+
 def sweep(root: Path) -> list[Path]:
-    """Remove what killed writers left under ``root``: temporary files and directories of atomic writes
-    (``.name.*.tmp``) and checkpoints set aside for replacement (``.name.old-PID``). Only under the lock."""
+    """Remove what killed writers of this project left under ``root`` (in it and in the folders right below it):
+    temporary files and directories of atomic writes and checkpoints set aside for replacement, by the names
+    those writers give them; nothing else, whatever it is called. Only under the lock."""
     gone = []
-    for path in sorted(Path(root).rglob(".*"), key=lambda p: len(p.parts), reverse=True):
-        name = path.name
-        if name == LOCK_FILE or not (name.endswith(".tmp") or ".old-" in name):
+    root = Path(root)
+    if not root.is_dir():
+        return gone
+    found = list(root.glob(".*")) + [p for d in root.iterdir() if d.is_dir() for p in d.glob(".*")]
+    for path in sorted(found, key=lambda p: len(p.parts), reverse=True):
+        m = _LEFT.match(path.name)
+        if m is None or not _ours(m.group("target")):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)

@@ -13,15 +13,14 @@ from pathlib import Path
 
 from pipeline import graph, stagekit
 from pipeline.artifacts import write_text
-from pipeline.config import check_expanded
+from pipeline.config import check_expanded, check_footprint
 
 KEYS: tuple[str, ...] = ()  # the stage depends on the whole of params.yaml as a file
 
 
 def main(argv=None) -> None:
-    ctx = stagekit.parse("validate", __doc__, needs_epoch=False, argv=argv)
+    ctx = stagekit.parse("validate", __doc__, needs_epoch=False, argv=argv, check=check_params)
     with stagekit.stage_errors("validate"):
-        check_expanded(Path("params.yaml"))
         dvc_yaml = Path("dvc.yaml")
         want = graph.shape(ctx.params)
         if dvc_yaml.exists() and dvc_yaml.read_text() != graph.render(ctx.params):
@@ -39,6 +38,13 @@ def main(argv=None) -> None:
             raise SystemExit(2)
         warn_package_drift(ctx.root)
         write_text("params.yaml and dvc.yaml were checked by stages/validate.py\n", ctx.root / graph.VALIDATED.name)
+
+
+def check_params(params, path: Path) -> None:
+    """What validate checks beyond each key's own range, before anything is written: params.yaml holds its values
+    itself (no `extends`), and the run's tables fit this machine's free memory."""
+    check_expanded(path)
+    check_footprint(params, path)
 
 
 def warn_package_drift(root: Path) -> None:

@@ -68,6 +68,22 @@ PARAMS_CASES = {
     "params-bool-for-int": ({"sample": {"tasks_per_epoch": True}}, "sample.tasks_per_epoch"),
     "params-cross-check": ({"env": {"n_train": 3}, "sample": {"tasks_per_epoch": 4}}, "tasks_per_epoch"),
     "params-launcher": ({"update": {"launcher": "accelerate"}, "train": {"epochs_per_stage": 2}}, "epochs_per_stage"),
+    # a YAML alias bomb: a few hundred bytes that expand to billions of list items
+    "params-alias-bomb": (
+        "a: &a [x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+            for p, c in zip("abcdefgh", "bcdefghi")
+        ),
+        "alias",
+    ),
+    "params-too-long": ("seed: 0\n" + "# " + "x" * (1 << 20) + "\n", "at most"),
+    "params-group-huge": (
+        {"sample": {"rollouts_per_task": {"erl": 10**6}}},
+        "sample.tasks_per_epoch x sample.rollouts",
+    ),
+    "params-pool-huge": ({"env": {"n_train": 10**9}}, "env.n_train"),
+    "params-eval-huge": ({"evaluate": {"samples_per_task": 10**6}}, "evaluate.samples_per_task"),
 }
 
 
@@ -84,6 +100,33 @@ def test_bad_params_stop_validate_with_one_line(case, tmp_path, capsys):
     art = tmp_path / "artifacts"
     _fails(validate.main, ["--params", str(path), "--artifacts", str(art)], capsys, 2, needle, str(path))
     assert not art.exists(), "nothing is written"
+
+
+@pytest.mark.parametrize("case", ["params-dev-zero", "params-fifo"])
+def test_params_that_are_not_a_file_stop_at_once(case, tmp_path, capsys):
+    """/dev/zero would be read until memory runs out, a FIFO waited on forever: both are refused on sight."""
+    import os
+
+    from stages import validate
+
+    path = tmp_path / "params.yaml"
+    if case == "params-dev-zero":
+        path.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(path)
+    art = tmp_path / "artifacts"
+    _fails(validate.main, ["--params", str(path), "--artifacts", str(art)], capsys, 2, "not a regular file", str(path))
+    assert not art.exists()
+
+
+def test_a_params_yaml_that_extends_a_preset_is_refused(tmp_path, capsys):
+    """DVC reads params.yaml as it is: values it inherits from a preset would change no stage."""
+    from stages import validate
+
+    path = tmp_path / "params.yaml"
+    path.write_text(f"extends: {ROOT / 'presets' / 'hidden.yaml'}\n")
+    art = tmp_path / "artifacts"
+    _fails(validate.main, ["--params", str(path), "--artifacts", str(art)], capsys, 2, "erl preset", str(path))
 
 
 def test_params_missing(tmp_path, capsys):
@@ -389,6 +432,118 @@ def test_every_case_in_the_document_is_tested_here():
             "reply-control-chars",
             "reflection-nested-tags",
             "qa-unclosed-boxed",
+            "params-dev-zero",
+            "params-fifo",
+            "params-extends",
+            "manifest-files-empty",
+            "manifest-no-train-state",
+            "manifest-wrong-digest",
+            "audit-pattern-root",
+            "audit-empty-epoch",
+            "audit-running",
+            "deploy-port-taken",
+            "sweep-foreign-files",
         }
+        | set(MODEL_CASES)
     )
     assert doc == here and len(doc) >= 30, (doc ^ here, len(doc))
+
+
+# ---- checkpoints whose manifest lies, and model directories that would run code -------------------------------
+
+
+def test_a_manifest_that_records_nothing_is_refused(tree, tmp_path, capsys):
+    """checkpoint.json with {"files": {}} switched verification off: a flipped weight loaded silently."""
+    from stages import sample
+
+    params, art = _copy(tree, tmp_path)
+    (art / "init" / "checkpoint.json").write_text('{"files": {}, "policy_sha256": null}')
+    weights = layout.policy_dir(0, art) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    attempts = layout.epoch_dir(1, art) / "attempts.parquet"
+    attempts.unlink()
+    _fails(
+        sample.main,
+        ["--epoch", "1", "--params", str(params), "--artifacts", str(art)],
+        capsys,
+        1,
+        "not recorded",
+        str(layout.policy_dir(0, art)),
+    )
+    assert not attempts.exists()
+
+
+def test_a_manifest_that_leaves_out_the_train_state_is_refused(tree, tmp_path):
+    """A train_state/ on disk that the manifest does not record (a flipped optimizer byte loaded silently)."""
+    from pipeline import checkpoint
+
+    _, art = _copy(tree, tmp_path)
+    state = art / "init" / "train_state"
+    state.mkdir()
+    (state / "optimizer.safetensors").write_bytes(b"flipped")
+    with pytest.raises(checkpoint.CheckpointError, match="train_state: on disk but not recorded"):
+        checkpoint.verify(art / "init")
+
+
+def test_a_manifest_whose_digest_does_not_match_its_files_is_refused(tree, tmp_path):
+    from pipeline import checkpoint
+
+    _, art = _copy(tree, tmp_path)
+    manifest = art / "init" / "checkpoint.json"
+    data = json.loads(manifest.read_text())
+    data["policy_sha256"] = "0" * 64
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(checkpoint.CheckpointError, match="policy_sha256 is not the digest"):
+        checkpoint.verify(art / "init")
+
+
+def _model_dir(tmp_path: Path) -> Path:
+    """A real model directory (the embedded default's layout) to damage."""
+    from pipeline.checkpoint import save_policy
+    from pipeline.config import TinyParams
+    from pipeline.tiny.model import build_model, build_tokenizer
+
+    tok = build_tokenizer(["a b c ``` left down right up"])
+    model = build_model(tok, TinyParams(hidden_size=16, layers=1, heads=2, intermediate_size=32), seed=0)
+    out = tmp_path / "model"
+    save_policy(model, tok, out)
+    return out
+
+
+MODEL_CASES = ["model-remote-code", "model-truncated-safetensors", "model-truncated-gguf", "model-nul-path"]
+
+
+@pytest.mark.parametrize("case", MODEL_CASES)
+def test_a_model_that_cannot_be_used_stops_init_before_it_writes(case, tmp_path, capsys):
+    """One line naming the directory or file, exit 1, and no task table written: init checks the model first."""
+    from stages import init
+
+    if case == "model-remote-code":
+        model = _model_dir(tmp_path)
+        cfg = json.loads((model / "config.json").read_text())
+        cfg["auto_map"] = {"AutoModelForCausalLM": "evil_model.EvilForCausalLM"}
+        (model / "config.json").write_text(json.dumps(cfg))
+        (model / "evil_model.py").write_text("raise SystemExit('this code ran')\n")
+        spec, needles = str(model), [str(model), "evil_model.py", "custom code"]
+    elif case == "model-truncated-safetensors":
+        model = _model_dir(tmp_path)
+        weights = model / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        spec, needles = str(model), [str(weights), "not a whole safetensors file"]
+    elif case == "model-truncated-gguf":
+        pytest.importorskip("gguf")
+        from pipeline.checkpoint import resolve_model
+
+        where, name = resolve_model("smollm2")
+        cut = tmp_path / "cut.gguf"
+        with open(Path(where) / name, "rb") as f:
+            cut.write_bytes(f.read(8 << 20))
+        spec, needles = str(cut), [str(cut), "not a whole GGUF file"]
+    else:
+        spec, needles = "some\0model", ["NUL"]
+    params = _params_file(tmp_path, {"policy": {"model": spec, "prompts": "paper"}, "update": {"replay_coef": 0.0}})
+    art = tmp_path / "artifacts"
+    _fails(init.main, ["--params", str(params), "--artifacts", str(art)], capsys, 1, *needles)
+    assert _files(art) == set(), _files(art)

@@ -40,6 +40,23 @@ def test_a_kill_leaves_nothing_half_done(kind, reference, tmp_path):
     assert result["identical"], result["differs"]
 
 
+def test_sweep_leaves_what_the_pipeline_did_not_write(tmp_path):
+    """bad input sweep-foreign-files: names of the same shape that no writer of the pipeline gives are kept."""
+    (tmp_path / "epoch_001").mkdir()
+    keep = [
+        tmp_path / ".notes.tmp",
+        tmp_path / "epoch_001" / ".my-draft.abc.tmp",
+        tmp_path / ".x.old-1",
+        tmp_path / "epoch_001" / "sub",
+    ]
+    for p in keep[:3]:
+        p.write_text("mine")
+    keep[3].mkdir()
+    (keep[3] / ".attempts.parquet.abc.tmp").write_text("two folders down: not where the pipeline writes")
+    assert guard.sweep(tmp_path) == []
+    assert all(p.exists() for p in keep)
+
+
 def test_sweep_removes_what_killed_writers_left(tmp_path):
     (tmp_path / "epoch_001").mkdir()
     left = [tmp_path / "epoch_001" / ".attempts.parquet.abc.tmp", tmp_path / ".policy.xyz.tmp", tmp_path / "x.parquet"]

@@ -220,3 +220,24 @@ def _gone_within(pid: int, seconds: float) -> bool:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
+
+
+def test_a_second_deploy_on_a_taken_port_says_so(tmp_path: Path):
+    """bad input deploy-port-taken: something already listens on the port (another `erl deploy`'s server): the
+    second one stops with one line instead of sharing a server it does not own."""
+    port = _free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        res = subprocess.run(
+            [sys.executable, "-m", "tools.cli", "deploy", "--port", str(port), "--repo", str(tmp_path)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and f"port {port} is in use" in lines[0], res.stderr[-2000:]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -31,15 +33,42 @@ def _db():
     return duckdb.connect()
 
 
-def _glob(root: Path, table: str) -> str:
-    return (root / "epoch_*" / f"{table}.parquet").as_posix()
+# Token id lists are never queried: leaving them unread keeps an audit of a long run quick.
+HEAVY = {"prompt_ids", "response_ids", "distill_prompt_ids", "observations", "messages"}
 
 
-def _views(con, **paths) -> None:
-    """Name each Parquet file (or glob, or list) as a view, so that no path is ever pasted into SQL (a quote in
-    the artifacts path would break the query, or change it)."""
-    for name, path in paths.items():
-        con.read_parquet(path).create_view(name, replace=True)
+def _epoch_dirs(root: Path) -> list[Path]:
+    """The epoch folders of one run, listed by Python: the artifact root is a directory, never a pattern (DuckDB
+    would expand '*', '?' and '[...]' in a path and silently read other runs)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"epoch_\d{3}", p.name))
+
+
+def _files(root: Path, table: str) -> list[Path]:
+    return [f for d in _epoch_dirs(root) if (f := d / f"{table}.parquet").is_file()]
+
+
+def _load(table: str, files: list[Path]):
+    """The rows of ``files`` (``table`` tables) as one Arrow table, without the token id columns; an empty table
+    of the schema when there are none yet (a run that has not written them)."""
+    import pyarrow as pa
+
+    from pipeline.artifacts import SCHEMAS, read_table
+
+    schema = pa.schema([f for f in SCHEMAS[table] if f.name not in HEAVY])
+    parts = []
+    for f in files:
+        try:
+            parts.append(read_table(table, f).select(schema.names))
+        except (OSError, ValueError) as exc:  # a file being replaced this instant, or damaged: said, not a traceback
+            raise AuditError(f"{f}: cannot be read now ({exc}); a run in progress? try again") from None
+    return pa.concat_tables(parts) if parts else schema.empty_table()
+
+
+def _views(con, **tables) -> None:
+    """Name each (table name, files) pair as a view over the Arrow rows read from those files: no path is ever
+    given to DuckDB, so nothing in it is taken as a pattern or as SQL."""
+    for name, (table, files) in tables.items():
+        con.register(name, _load(table, files))
 
 
 def _rows(con, sql: str, params: list | None = None) -> list[dict]:
@@ -49,7 +78,7 @@ def _rows(con, sql: str, params: list | None = None) -> list[dict]:
 
 
 def _epochs(root: Path) -> list[int]:
-    return sorted(int(p.name.split("_")[1]) for p in root.glob("epoch_*") if p.is_dir())
+    return [int(p.name.split("_")[1]) for p in _epoch_dirs(root)]
 
 
 def audit_update(root: Path, epoch: int) -> dict:
@@ -58,11 +87,13 @@ def audit_update(root: Path, epoch: int) -> dict:
         known = _epochs(root)
         raise AuditError(f"no update for epoch {epoch} under {root} (epochs with artifacts: {known or 'none'})")
     con = _db()
-    f = {
-        n: (d / f"{n}.parquet").as_posix()
-        for n in ("updates", "steps", "samples", "reflections", "retries", "feedback")
-    }
-    _views(con, **f)
+    _views(
+        con,
+        **{
+            n: (n, [d / f"{n}.parquet"] if (d / f"{n}.parquet").is_file() else [])
+            for n in ("updates", "steps", "samples", "reflections", "retries", "feedback")
+        },
+    )
     head = _rows(
         con,
         """
@@ -99,16 +130,22 @@ def audit_update(root: Path, epoch: int) -> dict:
 
 def audit_reflection(root: Path, rid: str) -> dict:
     con = _db()
-    _views(con, all_reflections=_glob(root, "reflections"), all_memory=_glob(root, "memory"))
-    found = _rows(
-        con, "SELECT * EXCLUDE (prompt_ids, response_ids) FROM all_reflections WHERE reflection_id = ?", [rid]
+    _views(
+        con, all_reflections=("reflections", _files(root, "reflections")), all_memory=("memory", _files(root, "memory"))
     )
+    found = _rows(con, "SELECT * FROM all_reflections WHERE reflection_id = ?", [rid])
     if not found:
         raise AuditError(f"unknown reflection id {rid!r} under {root}")
     r = found[0]
     e = r["epoch"]
     d = layout.epoch_dir(e, root)
-    _views(con, **{n: (d / f"{n}.parquet").as_posix() for n in ("retries", "samples", "updates")})
+    _views(
+        con,
+        **{
+            n: (n, [d / f"{n}.parquet"] if (d / f"{n}.parquet").is_file() else [])
+            for n in ("retries", "samples", "updates")
+        },
+    )
     retry = _rows(
         con, "SELECT retry_id, reward, success, outcome, n_turns, actions FROM retries WHERE reflection_id = ?", [rid]
     )
@@ -140,7 +177,12 @@ def audit_reflection(root: Path, rid: str) -> dict:
 
 def audit_task(root: Path, task_id: str) -> dict:
     con = _db()
-    _views(con, attempts=_glob(root, "attempts"), feedback=_glob(root, "feedback"), retries=_glob(root, "retries"))
+    _views(
+        con,
+        attempts=("attempts", _files(root, "attempts")),
+        feedback=("feedback", _files(root, "feedback")),
+        retries=("retries", _files(root, "retries")),
+    )
     first = _rows(
         con,
         """SELECT a.epoch, a.rollout_id, f.reward, f.outcome, a.actions
@@ -156,7 +198,7 @@ def audit_task(root: Path, task_id: str) -> dict:
     )
     evals = []
     if (layout.epoch_dir(0, root) / "eval.parquet").exists():
-        _views(con, evals=[(layout.epoch_dir(0, root) / "eval.parquet").as_posix(), _glob(root, "eval")])
+        _views(con, evals=("eval", [layout.epoch_dir(0, root) / "eval.parquet", *_files(root, "eval")]))
         evals = _rows(
             con,
             "SELECT epoch, rollout_id, reward, outcome, actions FROM evals WHERE task_id = ? ORDER BY epoch, rollout_id",
@@ -199,7 +241,9 @@ def _retired(path: Path, digest: str) -> bool:
 
 
 def verify(root: Path, lock: Path | None) -> list[dict]:
-    """Every mismatch between an artifact on disk and what was recorded about it. Empty list = all good."""
+    """Every mismatch between an artifact on disk and what was recorded about it. Empty list = all good. Every
+    file is hashed from its bytes (no hash is taken from pipeline/hashcache.py's memory of it)."""
+    os.environ["ERL_VERIFY"] = "full"
     problems: list[dict] = []
     base = root.parent
     declared = _declared_outs(lock.parent / "dvc.yaml") if lock is not None else None
@@ -229,16 +273,16 @@ def verify(root: Path, lock: Path | None) -> list[dict]:
         except checkpoint.CheckpointError as exc:
             if "deleted by checkpoint retention" not in str(exc):
                 problems.append({"file": str(manifest.parent), "problem": str(exc)})
-    if lock is not None and lock.exists():
+    data = _lock_stages(lock) if lock is not None and lock.exists() else {}
+    if data:
         import yaml
 
-        data = yaml.safe_load(lock.read_text()) or {}
         cache = lock.parent / ".dvc" / "cache" / "files" / "md5"
         dvc_yaml = lock.parent / "dvc.yaml"
         # DVC keeps lock entries of stages that left dvc.yaml (fewer epochs): only current stages count.
         current = set((yaml.safe_load(dvc_yaml.read_text()) or {}).get("stages", {})) if dvc_yaml.exists() else None
-        for stage, spec in (data.get("stages") or {}).items():
-            if current is not None and stage not in current:
+        for stage, spec in data.items():
+            if current is not None and stage not in current or not isinstance(spec, dict):
                 continue
             for out in spec.get("outs", []) + spec.get("deps", []):
                 p, md5 = lock.parent / out["path"], out.get("md5")
@@ -279,6 +323,23 @@ def verify(root: Path, lock: Path | None) -> list[dict]:
     return unique
 
 
+def _lock_stages(lock: Path) -> dict:
+    """dvc.lock's stages; {} with a warning when it cannot be read as one (DVC writing it this instant)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(lock.read_text()) or {}
+        stages = data.get("stages") or {}
+        if not isinstance(stages, dict):
+            raise ValueError("no stages mapping")
+        return stages
+    except (OSError, ValueError, AttributeError, yaml.YAMLError) as exc:
+        print(
+            f"warning: {lock}: not readable now ({exc}; a run writing it?): its md5s were not checked", file=sys.stderr
+        )
+        return {}
+
+
 def _short(v, width=90):
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -298,6 +359,9 @@ def _table(rows: list[dict], cols: list[str] | None = None) -> str:
 
 
 def _print_update(res: dict) -> None:
+    if not res["optimizer_steps"]:
+        print(f"update of epoch {res['epoch']}: no optimizer step (no training samples this epoch)")
+        return
     print(
         f"update {res['update_id']} (epoch {res['epoch']}): {res['optimizer_steps']} optimizer steps, "
         f"mean loss {res['mean_loss']:.4f}, mean grad norm {res['mean_grad_norm']:.4f}"
@@ -343,8 +407,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     args.json = getattr(args, "json", False)
     root = Path(getattr(args, "artifacts", layout.ARTIFACTS))
-    if not root.exists():
-        print(f"error: {root}: no artifacts here (run `dvc repro` or `dvc pull` first)", file=sys.stderr)
+    if not root.is_dir():
+        what = (
+            "not a directory (the artifact root of one run; patterns are not expanded)"
+            if root.exists()
+            else (
+                "no artifacts here (run `dvc repro` or `dvc pull` first; --artifacts takes one run's directory, "
+                "not a pattern)"
+            )
+        )
+        print(f"error: {root}: {what}", file=sys.stderr)
         return 2
     try:
         if args.cmd == "update":

@@ -321,6 +321,13 @@ def build_deployment(
     return deployment
 
 
+def _port_taken(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _api_healthy(api_url: str) -> bool:
     import httpx
 
@@ -331,12 +338,16 @@ def _api_healthy(api_url: str) -> bool:
 
 
 @contextlib.contextmanager
-def local_api(port: int = DEFAULT_PORT, start: bool = True, log_path: Path | None = None) -> Iterator[str | None]:
+def local_api(
+    port: int = DEFAULT_PORT, start: bool = True, log_path: Path | None = None, own: bool = False
+) -> Iterator[str | None]:
     """Yield the Prefect API URL that this process and its flow-run subprocesses share.
 
     PREFECT_API_URL set: that. Else a Prefect server already answering on 127.0.0.1:``port``: that. Else, with
     ``start``, a ``prefect server start`` child (stopped on exit); without, None (Prefect's temporary
-    per-process server, fine for a flow called in this process). Prefect freezes its settings at import, so
+    per-process server, fine for a flow called in this process). With ``own`` (a deployment that must outlive
+    whoever started the server), a server already on the port is an error: it would go when its owner exits.
+    Prefect freezes its settings at import, so
     the URL goes in through ``temporary_settings`` (copied into each flow-run subprocess's environment) and
     ``os.environ``."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -345,6 +356,11 @@ def local_api(port: int = DEFAULT_PORT, start: bool = True, log_path: Path | Non
         yield PREFECT_API_URL.value()
         return
     url, proc = f"http://127.0.0.1:{port}/api", None
+    if own and _port_taken(port):
+        raise RuntimeError(
+            f"port {port} is in use (another `erl deploy`, or a Prefect server someone else runs); give --port, "
+            f"or to share a server that outlives this one set PREFECT_API_URL={url}"
+        )
     if not _api_healthy(url):
         if not start:
             yield None
@@ -396,7 +412,7 @@ def serve(
     from prefect import serve as prefect_serve
 
     deployment = build_deployment(repo=repo, cron=cron, name=name, epochs=epochs, stage_timeout=stage_timeout)
-    with local_api(port=port) as url:
+    with local_api(port=port, own=True) as url:
         print(
             f"Prefect API {url} - UI {url.removesuffix('/api')}; trigger a run with:\n"
             f"  PREFECT_API_URL={url} prefect deployment run erl-train/{name}",
@@ -406,7 +422,7 @@ def serve(
         prefect_serve(deployment, limit=1)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m tools.flows", description=__doc__.splitlines()[0])
@@ -431,8 +447,13 @@ def main(argv: list[str] | None = None) -> None:
             result = erl_train(repo=a.repo, epochs=a.epochs, stage_timeout=a.stage_timeout)
             print(json.dumps(result, indent=2, default=str))
     else:
-        serve(repo=a.repo, cron=a.cron, name=a.name, epochs=a.epochs, port=a.port, stage_timeout=a.stage_timeout)
+        try:
+            serve(repo=a.repo, cron=a.cron, name=a.name, epochs=a.epochs, port=a.port, stage_timeout=a.stage_timeout)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
