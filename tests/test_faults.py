@@ -31,10 +31,12 @@ def reference(tmp_path_factory):
     return template, ref / "artifacts"
 
 
-@pytest.mark.parametrize("kind", ["dvc", "write", "block"])
-def test_a_kill_leaves_nothing_half_done(kind, reference, tmp_path):
+@pytest.mark.parametrize("kind, loaded", [("dvc", False), ("write", True), ("block", True)])
+def test_a_kill_leaves_nothing_half_done(kind, loaded, reference, tmp_path):
+    """The write and block kills run beside a CPU-bound process while the reference ran idle: their checkpoints
+    differed in bytes from the reference on a loaded machine (a kernel that summed in thread-timing order)."""
     template, ref = reference
-    result = faults.trial(kind, random.Random(7), template, ref, tmp_path)
+    result = faults.trial(kind, random.Random(7), template, ref, tmp_path, loaded=loaded)
     assert result["rerun_rc"] == 0, result["rerun_tail"]
     assert result["second_writers"] == 0 and result["temp_files"] == 0
     assert result["identical"], result["differs"]

@@ -11,14 +11,17 @@ uninterrupted `dvc repro` gives the reference. Then each trial starts a fresh `d
 
 then checks that no stage process outlived its dvc (a second writer), reruns `dvc repro` to the end and
 compares every table's contents and every checkpoint's bytes with the reference (`erl diff`), and counts the
-temporary files left under artifacts/.
+temporary files left under artifacts/. With --loaded the trials run beside a CPU-bound process while the
+reference ran without one: the bytes must not depend on the machine's load.
 
   erl faults --trials 30 --seed 0      # prints one line per trial and a summary by kind
+  erl faults --trials 30 --loaded      # the same on a busy machine
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -94,8 +97,28 @@ def _repro(repo: Path, env: dict, log: Path) -> subprocess.Popen:
         )
 
 
-def trial(kind: str, rng: random.Random, template: Path, reference: Path, work: Path) -> dict:
-    """One kill of ``kind`` in a copy of ``template``, then a full rerun; what it left."""
+@contextlib.contextmanager
+def busy(on: bool = True):
+    """A CPU-bound process beside the block (a loaded machine): results must not depend on it."""
+    if not on:
+        yield
+        return
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def trial(kind: str, rng: random.Random, template: Path, reference: Path, work: Path, loaded: bool = False) -> dict:
+    """One kill of ``kind`` in a copy of ``template``, then a full rerun (with ``loaded``, both beside a CPU-bound
+    process, while the reference ran without one); what it left."""
+    with busy(loaded):
+        return _trial(kind, rng, template, reference, work)
+
+
+def _trial(kind: str, rng: random.Random, template: Path, reference: Path, work: Path) -> dict:
     repo = work / "repo"
     shutil.copytree(template, repo, symlinks=True)
     env = sandbox_env(repo)
@@ -147,6 +170,9 @@ def main(argv=None) -> int:
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--seed", type=int, default=0, help="seeds the kill points")
     ap.add_argument("--keep", action="store_true", help="keep the throwaway copies and print where")
+    ap.add_argument(
+        "--loaded", action="store_true", help="run the trials beside a CPU-bound process (the reference runs idle)"
+    )
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="erl-faults-"))
@@ -170,7 +196,7 @@ def main(argv=None) -> int:
             kind = args.kinds[i % len(args.kinds)]
             work = tmp / f"trial{i:02d}"
             work.mkdir()
-            r = trial(kind, rng, template, ref / "artifacts", work)
+            r = trial(kind, rng, template, ref / "artifacts", work, loaded=args.loaded)
             results.append(r)
             mark = "identical" if r["identical"] else f"DIFFERS {r['differs']}"
             print(
