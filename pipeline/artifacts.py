@@ -28,7 +28,7 @@ _str = pa.string()
 _EPISODE = [
     ("system_prompt", _str),
     ("initial_observation", _str),
-    ("messages", pa.list_(_str)),  # the user message of each turn
+    ("messages", pa.list_(_str)),  # the environment's message of each turn (a user or tool message)
     ("responses", pa.list_(_str)),
     ("actions", pa.list_(_str)),  # canonical action per turn, null when invalid
     ("moved", pa.list_(pa.bool_())),
@@ -37,6 +37,7 @@ _EPISODE = [
     ("prompt_ids", _ids),  # exact token ids per turn
     ("response_ids", _ids),
     ("n_turns", pa.int32()),
+    ("n_tool_calls", pa.int32()),  # tool calls of the episode (QA: searches); 0 for the grid games
     ("seed", pa.int64()),
 ]
 
@@ -193,6 +194,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("success", pa.bool_()),
             ("outcome", _str),
             ("n_turns", pa.int32()),
+            ("n_tool_calls", pa.int32()),
             ("actions", pa.list_(_str)),
             ("responses", pa.list_(_str)),
         ]

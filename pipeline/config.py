@@ -8,31 +8,15 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.paramtypes import Real, resolve  # noqa: F401  (resolve: for the environments' params)
+from pipeline.paramtypes import Strict as _Strict
 
 PARAMS_FILE = Path("params.yaml")
-
-
-def _number(v):
-    # YAML 1.1 reads "1e-6" (no dot) as a string; accept numeric strings for real-valued keys only.
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return v
-    return v
-
-
-# Strict mode: `true` is not an int, `"yes"` is not a bool, 2.5 is not an int; reals accept ints and "1e-6" but
-# not NaN or infinity (YAML's .nan and .inf), which no setting here can mean.
-Real = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Sampling(_Strict):
@@ -44,104 +28,28 @@ class Sampling(_Strict):
     max_new_tokens: int = Field(12, ge=1)
 
 
-class FrozenLakeParams(_Strict):
-    min_size: int = Field(3, ge=2, le=9, description="smallest board side")
-    max_size: int = Field(5, ge=2, le=9, description="largest board side")
-    p_frozen_low: Real = Field(0.6, gt=0.0, lt=1.0)
-    p_frozen_high: Real = Field(0.85, gt=0.0, le=1.0)
-    budget: int = Field(8, ge=1, description="steps per episode")
-    pad_to: int | None = Field(5, ge=2, description="render boards padded to this side with X (tiny model)")
-    row_numbers: bool = Field(True, description="prefix each board row with its index")
-    coords: bool = Field(True, description="add a line with the coordinates of A and B (encoding choice)")
-    near: bool = Field(True, description="add a line naming the symbol next to A in each direction (encoding choice)")
-    relative: bool = Field(
-        True, description="add a line with the offset of B from A, rows then columns (encoding choice)"
-    )
-    feedback_from: bool = Field(
-        True,
-        description="the feedback also names the cell the last action was taken from ('Last action: right at "
-        "2 0.'), and the warm start's reflection note copies that move ('last right 2 0') instead "
-        "of where the attempt ended ('last 2 1')",
-    )
-    hidden_holes: int = Field(
-        0,
-        ge=0,
-        le=3,
-        description="holes that look like frozen ice (D) on the board: drawn on a shortest path from start to goal, "
-        "each leaving another path of the same length open, so only falling in reveals them and a "
-        "reflection can carry what the board does not show (0 = every hole visible, as in the paper)",
-    )
-    summary_boards: bool = Field(
-        False,
-        description="the reflector's compact summary (prompts: tiny) shows the start and final boards; "
-        "false: only the action list and the feedback, a third of the tokens (see reports/results.md)",
-    )
-
-    @model_validator(mode="after")
-    def _ranges(self):
-        if self.min_size > self.max_size:
-            raise ValueError("min_size must be <= max_size")
-        if self.p_frozen_low >= self.p_frozen_high:
-            raise ValueError("p_frozen_low must be < p_frozen_high")
-        if self.pad_to is not None and self.pad_to < self.max_size:
-            raise ValueError("pad_to must be >= max_size")
-        return self
-
-
-class SokobanParams(_Strict):
-    min_size: int = Field(6, ge=4, le=12, description="smallest board side (border wall included)")
-    max_size: int = Field(8, ge=4, le=12, description="largest board side (border wall included)")
-    boxes: int = Field(1, ge=1, le=4, description="boxes (and goals) per layout")
-    budget: int = Field(8, ge=1, description="moves per episode; layouts are kept only if solvable within it")
-    pad_to: int | None = Field(8, ge=4, description="render boards padded to this side with X (tiny model)")
-    row_numbers: bool = Field(True, description="prefix each board row with its index")
-
-    @model_validator(mode="after")
-    def _ranges(self):
-        if self.min_size > self.max_size:
-            raise ValueError("min_size must be <= max_size")
-        if (self.min_size - 2) ** 2 < 2 * self.boxes + 1:
-            raise ValueError("min_size leaves too few floor cells for the boxes, their goals and the player")
-        if self.pad_to is not None and self.pad_to < self.max_size:
-            raise ValueError("pad_to must be >= max_size")
-        return self
-
-
-class QAParams(_Strict):
-    """Tool-use QA: multi-hop questions, a local search tool (SQLite FTS5, bm25), answers in \\boxed{}."""
-
-    budget: int = Field(5, ge=1, description="turns per episode (searches and the answer)")
-    top_k: int = Field(5, ge=1, le=50, description="passages a search returns")
-    hotpot_path: str | None = Field(
-        None,
-        min_length=1,
-        description="HotpotQA-format JSON file (corpus = its context paragraphs); None = the generated knowledge base",
-    )
-    kb_people: int = Field(
-        1500, ge=1, le=100000, description="people in the generated knowledge base (2 questions each)"
-    )
-    kb_cities: int = Field(40, ge=2, le=10000)
-    kb_companies: int = Field(20, ge=2, le=10000)
-    kb_countries: int = Field(8, ge=1, le=10000)
-    kb_test_share: Real = Field(
-        0.2, gt=0.0, lt=1.0, description="share of cities and companies that bridge test questions only"
-    )
-
-    @model_validator(mode="after")
-    def _held_out(self):
-        for key, n in (("kb_cities", self.kb_cities), ("kb_companies", self.kb_companies)):
-            if not 1 <= round(self.kb_test_share * n) < n:
-                raise ValueError(f"kb_test_share must hold out at least one and not all of {key} ({n})")
-        return self
-
-
 class EnvParams(_Strict):
-    name: Literal["frozenlake", "sokoban", "qa"] = "frozenlake"
+    """The task environment. ``name`` finds it (pipeline/envs): a built-in (frozenlake, sokoban, qa), the name of
+    an installed package's entry point in the ``erl.environments`` group, or ``package.module:Class``. Each
+    environment's own settings are the section named after it (env.frozenlake, env.sokoban, env.qa, ...),
+    validated by that environment's params model where it is used (pipeline/envs.params_of) and all of them by
+    the validate stage."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+    name: str = Field("frozenlake", min_length=1)
     n_train: int = Field(2000, ge=1, description="training task pool size")
     n_test: int = Field(100, ge=1, description="held-out task set size")
-    frozenlake: FrozenLakeParams = FrozenLakeParams()
-    sokoban: SokobanParams = SokobanParams()
-    qa: QAParams = QAParams()
+
+    @model_validator(mode="after")
+    def _sections(self):
+        for key, value in (self.__pydantic_extra__ or {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(f"env.{key} must be a mapping: the settings of the environment {key!r}")
+        return self
+
+    def section(self, key: str) -> dict:
+        """The raw settings of environment section ``key`` ({} when the file gives none)."""
+        return dict((self.__pydantic_extra__ or {}).get(key) or {})
 
 
 class TinyParams(_Strict):
@@ -226,7 +134,9 @@ class PolicyParams(_Strict):
         "vLLM load)",
     )
     vllm: VLLMParams = VLLMParams()
-    prompts: Literal["tiny", "paper"] = Field("tiny", description="prompt template set (pipeline/prompts.py)")
+    prompts: str = Field(
+        "tiny", min_length=1, description="the environment's prompt set: tiny, paper (QA also paper-text)"
+    )
     history: int = Field(1, ge=0, description="turns in context, the current one included; 0 = the whole conversation")
     max_prompt_tokens: int = Field(1024, ge=16, description="longer prompts are truncated from the left")
     batch_size: int = Field(256, ge=1, description="generation batch (episodes per forward)")
@@ -537,10 +447,10 @@ TASK_BYTES = 2048  # a task in memory: its spec, its row and the Python objects 
 TOKEN_BYTES = 36  # a token id in a Python list: the slot and the int object (ids above 256 are not shared)
 
 
-def footprint(p: Params) -> dict[str, float]:
+def footprint(p: Params, budget: int = 8) -> dict[str, float]:
     """Upper bounds of the largest things a run holds in memory at once, in bytes, keyed by the setting that sets
-    each (validate compares their sum with the memory this machine has free)."""
-    budget = getattr(p.env, p.env.name).budget if hasattr(p.env, p.env.name) else 8
+    each (validate compares their sum with the memory this machine has free). ``budget``: the environment's turns
+    per episode."""
     per_turn = p.policy.max_prompt_tokens + max(
         p.sample.sampling.max_new_tokens, p.retry.sampling.max_new_tokens, p.evaluate.sampling.max_new_tokens
     )
@@ -569,12 +479,12 @@ def available_memory() -> float | None:
     return None
 
 
-def check_footprint(p: Params, path: str | Path = PARAMS_FILE, free: float | None = None) -> None:
+def check_footprint(p: Params, path: str | Path = PARAMS_FILE, free: float | None = None, budget: int = 8) -> None:
     """ParamsError, with the numbers, when the run's tables could not fit this machine's free memory."""
     free = available_memory() if free is None else free
     if free is None:
         return
-    parts = footprint(p)
+    parts = footprint(p, budget)
     total = sum(parts.values())
     if total > 0.8 * free:
         big = "; ".join(f"{k}: {v / 2**30:.1f} GiB" for k, v in parts.items() if v >= 0.1 * total)
@@ -584,27 +494,17 @@ def check_footprint(p: Params, path: str | Path = PARAMS_FILE, free: float | Non
         )
 
 
-def resolve(cls, params=None, overrides: dict | None = None):
-    """``params`` (an instance of the pydantic model ``cls``; default: its defaults, which are params.yaml's) with
-    single keys overridden, validated: how environments take their settings."""
-    if not overrides:
-        return params if params is not None else cls()
-    try:
-        return cls.model_validate({**(params if params is not None else cls()).model_dump(), **overrides})
-    except ValidationError as exc:
-        raise ValueError(str(exc)) from None
-
-
 class ParamsError(ValueError):
     """params.yaml is missing, unreadable or invalid; the message names the offending key."""
 
 
-def _format(err: ValidationError, path: Path) -> str:
+def format_error(err: ValidationError, path: Path, prefix: tuple[str, ...] = ()) -> str:
     """One line per bad key, naming it (``params.yaml: update.lr: Input should be greater than 0 (got -1.0)``);
-    with several, a first line counts them."""
+    with several, a first line counts them. ``prefix``: where the validated model sits in the file (an
+    environment's section: ("env", "qa"))."""
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        key = ".".join(str(p) for p in (*prefix, *e["loc"])) or "<root>"
         got = e.get("input")
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         lines.append(f"{key}: {e['msg'].replace('Value error, ', '')}{shown}")
@@ -730,7 +630,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise ParamsError(_format(exc, path)) from None
+        raise ParamsError(format_error(exc, path)) from None
 
 
 def load_or_exit(path: str | Path = PARAMS_FILE) -> Params:

@@ -28,6 +28,7 @@ def episode_columns(ep) -> dict:
         "prompt_ids": ep.prompt_ids,
         "response_ids": ep.response_ids,
         "n_turns": len(ep.steps),
+        "n_tool_calls": ep.tool_calls,
         "seed": ep.seed,
     }
 

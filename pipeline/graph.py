@@ -7,8 +7,8 @@ it reads and the params it reads (each stage module's KEYS, read from its source
 affects; every stage also depends on the validate stage's output, so params are checked before DVC removes any
 stage's outputs. The graph's shape depends on ``train.epochs``, ``train.epochs_per_stage`` (0: seven one-step
 stages per epoch; k: one stage per k epochs, run by stages/epochs.py in one process, with the same artifacts)
-and ``env.name`` (its code; with ``qa`` init also writes the search index, and reads ``env.qa.hotpot_path``
-when set). No torch here."""
+and ``env.name`` (its code, and the files its class names: the data init reads and what it builds for the stages
+that step the environment, such as the QA search index). No torch here."""
 
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ def shape(p: Params) -> str:
         f"train.epochs_per_stage={p.train.epochs_per_stage}",
         f"env.name={p.env.name}",
     ]
-    if p.env.name == "qa":
-        parts.append(f"env.qa.hotpot_path={p.env.qa.hotpot_path}")
+    data, built, _ = _env_files(p)
+    if data or built:
+        parts.append(f"env files={','.join(map(_p, [*data, *built]))}")
     u, defaults = p.update, type(p.update)()
     for key in ("launcher", "accelerate_config", "keep_every", "carry_optimizer_state"):  # named when not default
         if getattr(u, key) != getattr(defaults, key):
@@ -195,13 +196,14 @@ def _block(p: Params, a: int, b: int, env: str, tr: Path, te: Path, env_deps: li
 
 
 def _env_files(p: Params) -> tuple[list[Path], list[Path], list[Path]]:
-    """(extra init deps, extra init outs, extra deps of the stages that step the environment) of the
-    environment ``p`` names; none for the grid games."""
-    if p.env.name != "qa":
-        return [], [], []
-    index = layout.qa_index_path()
-    data = [Path(p.env.qa.hotpot_path)] if p.env.qa.hotpot_path else []
-    return data, [index], [index]
+    """(extra init deps, extra init outs, extra deps of the stages that step the environment): the data files the
+    environment's class names for its settings, and the files init builds for it (under the artifact root)."""
+    from pipeline.envs import find, params_of
+
+    cls = find(p.env.name)
+    settings = params_of(p.env, cls)
+    built = [Path(f) for f in cls.built_files(settings, layout.ARTIFACTS)]
+    return [Path(f) for f in cls.data_files(settings)], built, built
 
 
 def build(p: Params) -> dict:

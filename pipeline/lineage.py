@@ -43,7 +43,22 @@ def code_version(stage: str, env: str) -> dict:
         "code_files": len(files),
         "git_commit": commit,
         "packages": package_versions(),
+        "environment": environment_version(env),
     }
+
+
+def environment_version(env: str) -> dict:
+    """Where environment ``env`` came from: its module and, for one installed as a package, the distribution's
+    name and version (its files are hashed with the rest in ``code_sha256``)."""
+    from pipeline.codedeps import PACKAGES, env_module
+    from pipeline.registry import distribution_of
+
+    module = env_module(env) or ""
+    out = {"name": env, "module": module}
+    if module and module.split(".")[0] not in PACKAGES:
+        found = distribution_of(module)
+        out.update({"package": found[0], "version": found[1]} if found else {"package": None})
+    return out
 
 
 # The packages whose versions change numbers: the same code and seed on another torch or transformers

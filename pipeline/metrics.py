@@ -3,6 +3,8 @@ No torch here.
 
 eval_success        held-out first-attempt success rate (s0 only, no reflection, no memory)
 eval_reward         held-out mean first-attempt reward
+eval_turns          held-out mean turns per first attempt
+eval_tool_calls     held-out mean tool calls (QA: searches) per first attempt; 0 for environments without tools
 eval_kl             per-token KL(policy[e] || policy[0]), exact over the vocabulary, on the first
                     evaluate.kl_samples held-out replies of each task
 eval_reflect_success   held-out success after one more attempt guided by the policy's own reflection on each
@@ -42,6 +44,8 @@ def eval_metrics(eval_rows: list[dict], second: list[dict] | None = None) -> dic
     out = {
         "eval_success": _mean(float(r["success"]) for r in eval_rows),
         "eval_reward": _mean(r["reward"] for r in eval_rows),
+        "eval_turns": _mean(r["n_turns"] for r in eval_rows),
+        "eval_tool_calls": _mean(r["n_tool_calls"] for r in eval_rows),
     }
     if second is not None:
 

@@ -16,6 +16,8 @@ COLUMNS = [
     "eval_reflect_success",
     "eval_two_tries_success",
     "eval_reward",
+    "eval_turns",
+    "eval_tool_calls",
     "eval_kl",
     "train_pre_success",
     "train_post_success",
@@ -184,6 +186,7 @@ def write_report(rows: list[dict], out_dir: Path, run: dict, top_reflections: li
     summary["initial_eval_success"] = rows[0]["eval_success"]
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     title = f"{run['algorithm']} on {run['env']} (seed {run['seed']})"
+    keys = TABLE_KEYS + (["eval_turns", "eval_tool_calls"] if any(r.get("eval_tool_calls") for r in rows) else [])
     plot_success(rows, out_dir / "success.png", title)
     plot_training(rows, out_dir / "training.png")
     refl_md = (
@@ -197,13 +200,13 @@ def write_report(rows: list[dict], out_dir: Path, run: dict, top_reflections: li
         f"# ERL run report: {title}\n\n"
         f"Held-out first-attempt success: {_fmt(rows[0]['eval_success'])} before training, "
         f"{_fmt(final['eval_success'])} after epoch {final['epoch']}.\n\n"
-        f"{markdown_table(rows, TABLE_KEYS)}\n\n![success](success.png)\n\n![training](training.png)\n\n"
+        f"{markdown_table(rows, keys)}\n\n![success](success.png)\n\n![training](training.png)\n\n"
         f"## Reflections whose samples carried the largest total advantage\n\n{refl_md}\n"
     )
     (out_dir / "report.md").write_text(md)
     imgs = {n: base64.b64encode((out_dir / f"{n}.png").read_bytes()).decode() for n in ("success", "training")}
-    head = "".join(f"<th>{html.escape(k)}</th>" for k in TABLE_KEYS)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k in TABLE_KEYS) + "</tr>" for r in rows)
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in keys)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(k))}</td>" for k in keys) + "</tr>" for r in rows)
     refl_html = (
         "".join(
             f"<li><code>{html.escape(r['reflection_id'])}</code> ({r['total_advantage']:.2f}): {html.escape(r['reflection'][:300])}</li>"

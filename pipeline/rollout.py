@@ -1,6 +1,8 @@
-"""Multi-turn episodes: every active episode of a turn goes into one batched generation call, the last
-```...``` block of each reply steps its environment, and the exact token ids the policy saw and produced
-are kept for training (environment tokens are never trained on)."""
+"""Multi-turn episodes: every active episode of a turn goes into one batched generation call, each reply steps
+its environment (a turn's replies together: an environment that calls a server batches them), and the exact token
+ids the policy saw and produced are kept for training (environment tokens are never trained on). The environment
+decides the role of each message it sends (``user``, or ``tool`` for a tool's result) and which tools the chat
+template offers."""
 
 from __future__ import annotations
 
@@ -22,11 +24,13 @@ class Episode:
     system: str
     seed: int
     initial_observation: str = ""
-    messages: list[str] = field(default_factory=list)  # user message of each turn
+    messages: list[str] = field(default_factory=list)  # the environment's message of each turn
+    roles: list[str] = field(default_factory=list)  # their chat roles ("user", or "tool" for a tool's result)
     prompt_ids: list[list[int]] = field(default_factory=list)
     response_ids: list[list[int]] = field(default_factory=list)
     responses: list[str] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
+    tool_calls: int = 0  # tool calls its steps made (searches, ...)
     state: Any = None
 
     def trace(self, budget: int) -> Trace:
@@ -37,12 +41,13 @@ class Episode:
         return bool(self.steps) and self.steps[-1].done
 
 
-def encode_chat(tok, messages: list[dict], max_tokens: int) -> list[int]:
-    """Chat-template a conversation that ends with a user turn; when too long, drop the oldest exchanges
-    first, then cut from the left."""
+def encode_chat(tok, messages: list[dict], max_tokens: int, tools: list[dict] | None = None) -> list[int]:
+    """Chat-template a conversation that ends with a user (or tool) turn, offering ``tools`` (JSON schemas) when
+    given; when too long, drop the oldest exchanges first, then cut from the left."""
     msgs = list(messages)
+    extra = {"tools": tools} if tools else {}
     while True:
-        text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False, **extra)
         ids = tok.encode(text, add_special_tokens=False)
         if len(ids) <= max_tokens:
             return ids
@@ -53,15 +58,19 @@ def encode_chat(tok, messages: list[dict], max_tokens: int) -> list[int]:
         return ids[-max_tokens:]
 
 
-def turn_messages(system: str, users: Sequence[str], replies: Sequence[str], history: int) -> list[dict]:
-    """System prompt, the last ``history`` exchanges (0 = all), and the current user message."""
-    past = list(zip(users[:-1], replies))
+def turn_messages(
+    system: str, users: Sequence[str], replies: Sequence[str], history: int, roles: Sequence[str] | None = None
+) -> list[dict]:
+    """System prompt, the last ``history`` exchanges (0 = all), and the current message; ``roles``: the role of
+    each of ``users`` (default: all "user")."""
+    roles = list(roles) if roles else ["user"] * len(users)
+    past = list(zip(users[:-1], roles[:-1], replies))
     if history > 0:
         past = past[-(history - 1) :] if history > 1 else []
     msgs = [{"role": "system", "content": system}]
-    for u, r in past:
-        msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": r}]
-    msgs.append({"role": "user", "content": users[-1]})
+    for u, role, r in past:
+        msgs += [{"role": role, "content": u}, {"role": "assistant", "content": r}]
+    msgs.append({"role": roles[-1], "content": users[-1]})
     return msgs
 
 
@@ -81,34 +90,46 @@ def run_episodes(
         ep.state = env.reset(ep.task)
         ep.initial_observation = env.render(ep.state)
     bar = Progress(len(episodes), desc)
+    tools = env.tools()
     for turn in range(budget):
         active = [ep for ep in episodes if not ep.done]
         if not active:
             break
         prompts = []
         for ep in active:
-            ep.messages.append(env.message(ep.state, ep.steps[-1] if ep.steps else None))
-            msgs = turn_messages(ep.system, ep.messages, ep.responses, history)
-            prompts.append(encode_chat(tok, msgs, max_prompt_tokens))
+            last = ep.steps[-1] if ep.steps else None
+            ep.messages.append(env.message(ep.state, last))
+            ep.roles.append(env.role_of(last) if last else "user")
+            msgs = turn_messages(ep.system, ep.messages, ep.responses, history, ep.roles)
+            prompts.append(encode_chat(tok, msgs, max_prompt_tokens, tools))
         gens = engine.generate(prompts, sampling, [derive_seed(ep.seed, "turn", turn) for ep in active])
-        for ep, p, g in zip(active, prompts, gens):
-            text = tok.decode(g.token_ids, skip_special_tokens=True)
-            ep.state, step = env.step(ep.state, text)
+        texts = [tok.decode(g.token_ids, skip_special_tokens=True) for g in gens]
+        stepped = env.step_many([ep.state for ep in active], texts)
+        for ep, p, g, text, (state, step) in zip(active, prompts, gens, texts, stepped):
+            ep.state = state
             ep.prompt_ids.append(p)
             ep.response_ids.append(g.token_ids)
             ep.responses.append(text)
             ep.steps.append(step)
+            ep.tool_calls += env.tool_calls(step)
             if step.done:
                 bar.update(1)
     bar.close()
     return episodes
 
 
-def replay_prompts(tok, ep: Episode, system: str, history: int, max_prompt_tokens: int) -> list[list[int]]:
+def replay_prompts(
+    tok, ep: Episode, system: str, history: int, max_prompt_tokens: int, tools: list[dict] | None = None
+) -> list[list[int]]:
     """The prompt ids each turn of ``ep`` would have had under another system prompt: how a successful
     second attempt is put back under s0 for distillation."""
     return [
-        encode_chat(tok, turn_messages(system, ep.messages[: t + 1], ep.responses[:t], history), max_prompt_tokens)
+        encode_chat(
+            tok,
+            turn_messages(system, ep.messages[: t + 1], ep.responses[:t], history, ep.roles[: t + 1]),
+            max_prompt_tokens,
+            tools,
+        )
         for t in range(len(ep.responses))
     ]
 

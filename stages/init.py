@@ -5,8 +5,8 @@ memory table.
   python -m stages.init --params p.yaml  # policy.model: a local HF directory or hub id is copied in
 
 Outputs: artifacts/init/{tasks_train,tasks_test,memory}.parquet, artifacts/init/policy/ (an HF model dir),
-artifacts/init/init.json (warm-start loss curve and timings); with env.name: qa also the search index
-artifacts/init/qa_index.sqlite, which later stages open read-only.
+artifacts/init/init.json (warm-start loss curve and timings), and what the environment's ``prepare`` hook builds
+(QA with retriever: index, the search index artifacts/init/qa_index.sqlite, which later stages open read-only).
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ def main(argv=None) -> None:
         env = make_env(p.env, ctx.root)
         train, test = tasks.task_sets(p, env)
         log.info("tasks: %d train, %d test", len(train), len(test))
-        if p.env.name == "qa":  # the search tool's index: the warm start below already searches
-            log.info("search index: %d passages", env.build_index(p.seed))
+        done = env.prepare(p.seed)  # e.g. the QA search index: the warm start below already searches
+        if done:
+            log.info("%s", done)
         # The model first: a model that cannot be read stops init before it has written anything else.
         info = initial_policy(p, env, train, ctx.policy(0))
         lineage = ctx.lineage([], KEYS)

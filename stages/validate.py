@@ -42,9 +42,13 @@ def main(argv=None) -> None:
 
 def check_params(params, path: Path) -> None:
     """What validate checks beyond each key's own range, before anything is written: params.yaml holds its values
-    itself (no `extends`), and the run's tables fit this machine's free memory."""
+    itself (no `extends`), the environment exists and takes its settings and prompt set, and the run's tables fit
+    this machine's free memory."""
+    from pipeline.envs import budget_of, check_sections
+
     check_expanded(path)
-    check_footprint(params, path)
+    check_sections(params.env, params.policy.prompts, path)
+    check_footprint(params, path, budget=budget_of(params.env))
 
 
 def warn_package_drift(root: Path) -> None:

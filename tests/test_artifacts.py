@@ -26,6 +26,7 @@ def _episode(seed: int) -> dict:
         "prompt_ids": [[1, 2, 3], [4, 5]],
         "response_ids": [[6, 7], [8]],
         "n_turns": 2,
+        "n_tool_calls": 0,
         "seed": seed,
     }
 

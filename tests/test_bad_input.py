@@ -204,8 +204,12 @@ def test_bad_hotpot_files_stop_init(case, tmp_path, capsys):
 def _bad_index(case: str, path: Path) -> None:
     from pipeline.envs.search import build_index
 
-    if case == "index-empty":
-        build_index(path, [])
+    if case == "index-empty":  # build_index refuses to write one; an index emptied afterwards
+        build_index(path, [("t", "alpha")])
+        con = sqlite3.connect(path)
+        con.execute("DELETE FROM passages")
+        con.commit()
+        con.close()
     elif case == "index-not-sqlite":
         path.write_bytes(b"\x00 not a database " * 64)
     elif case == "index-foreign-schema":
@@ -379,6 +383,7 @@ def test_reply_control_chars(tmp_path):
         "success": False,
         "outcome": "",
         "n_turns": 1,
+        "n_tool_calls": 0,
         "actions": [None],
         "responses": [reply],
     }

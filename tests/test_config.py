@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import Params, ParamsError, load_params
+from pipeline.config import Params, ParamsError, expand, load_params
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,8 +22,14 @@ def _write(tmp_path: Path, data, name: str = "params.yaml") -> Path:
 
 
 def _error(tmp_path: Path, data) -> str:
+    """The error of params ``data`` as the validate stage reports it (the core keys at load, then the environment's
+    sections, which only its own params model knows)."""
+    from pipeline.envs import check_sections
+
     with pytest.raises(ParamsError) as info:
-        load_params(_write(tmp_path, data))
+        path = _write(tmp_path, data)
+        p = load_params(path)
+        check_sections(p.env, p.policy.prompts, path)
     return str(info.value)
 
 
@@ -37,7 +43,10 @@ def test_defaults_load():
 def test_code_defaults_are_params_yaml():
     """One source of defaults: params.yaml holds every key the code reads, and every default in the code equals
     it, so a reader of params.yaml knows every value a run used."""
-    assert Params().model_dump(mode="json") == yaml.safe_load((ROOT / "params.yaml").read_text())
+    from pipeline.envs import with_defaults
+
+    # the environments' sections come from their own params models (pipeline/envs)
+    assert with_defaults(Params().model_dump(mode="json")) == yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
 def _keys(d: dict, prefix: str = "") -> set[str]:
@@ -58,8 +67,10 @@ def test_every_preset_expands_to_a_complete_valid_params_yaml(preset, tmp_path):
     out.write_text((ROOT / "params.yaml").read_text())
     assert preset_main([preset, "--out", str(out), "--no-dvc-yaml"]) == 0
     raw = yaml.safe_load(out.read_text())
-    assert _keys(raw) == _keys(Params().model_dump(mode="json")), preset
-    assert load_params(out) == load_params(ROOT / "presets" / f"{preset}.yaml")
+    from pipeline.envs import with_defaults
+
+    assert _keys(raw) == _keys(with_defaults(Params().model_dump(mode="json"))), preset
+    assert load_params(out) == Params.model_validate(with_defaults(expand(ROOT / "presets" / f"{preset}.yaml")))
     assert load_params(out) != Params()
     stages = yaml.safe_load(graph.render(load_params(out)))["stages"]
     assert "validate" in stages and "report" in stages
@@ -98,6 +109,12 @@ def test_repo_params_yaml_validates():
         ({"env": {"qa": {"kb_people": 0}}}, "env.qa.kb_people"),
         ({"env": {"qa": {"kb_test_share": 1.5}}}, "env.qa.kb_test_share"),
         ({"env": {"qa": {"bogus": 1}}}, "env.qa.bogus"),
+        ({"env": {"frozenlak": {"budget": 3}}}, "env.frozenlak"),  # a section no environment claims
+        ({"env": {"qa": {"retriever": "server"}}}, "env.qa"),  # a server needs its URL
+        ({"env": {"qa": {"train_path": "t.json"}}}, "env.qa"),  # train without test
+        ({"env": {"name": "qa", "qa": {"tool_calls": "native"}}}, "env.qa.tool_calls"),  # tiny prompts: text
+        ({"env": {"name": "qa"}, "policy": {"prompts": "paper"}}, "env.qa.tool_calls"),  # paper prompts: native
+        ({"policy": {"prompts": "paper-text"}}, "policy.prompts"),  # a set frozenlake does not have
         ({"sample": {"rollouts_per_task": {"erl": 0, "rlvr": 8}}}, "sample"),
     ],
 )
@@ -260,7 +277,10 @@ def test_paper_preset_validates_and_matches_the_method_page():
         0.001,
     )
     assert (p.evaluate.sampling.temperature, p.evaluate.sampling.top_p, p.evaluate.sampling.top_k) == (0.7, 0.8, 20)
-    assert (p.env.frozenlake.min_size, p.env.frozenlake.max_size, p.env.frozenlake.budget) == (2, 9, 8)
+    from pipeline.envs import params_of
+
+    fl = params_of(p.env)
+    assert (fl.min_size, fl.max_size, fl.budget) == (2, 9, 8)
 
 
 def test_lr_schedule_constant_by_default_and_cosine_when_asked():

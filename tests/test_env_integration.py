@@ -4,7 +4,6 @@ environment (its search index), and the warm-start hooks every environment offer
 from __future__ import annotations
 
 import random
-import typing
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,13 @@ import yaml
 from pipeline import graph, layout
 from pipeline.config import EnvParams, Params
 from pipeline.envs import make_env
-from pipeline.prompts import ENV_PROMPTS, PROMPTS, PromptSet, prompt_set
+from pipeline.envs.frozenlake import FrozenLake
+from pipeline.prompts import PromptSet, prompt_set
+from pipeline.registry import BUILTIN
 from tools import dvcgen
 
 ROOT = Path(__file__).resolve().parent.parent
-ENVS = set(typing.get_args(EnvParams.model_fields["name"].annotation))
+ENVS = set(BUILTIN)
 
 
 # ---- prompts -----------------------------------------------------------------------------------------------
@@ -34,11 +35,13 @@ def test_every_environment_has_both_sets_and_they_format(env_name, name):
     assert "RULES" in ps.reflector_user.format(summary="S", memory="RULES", batch="B")
 
 
-def test_prompt_sets_cover_exactly_the_environments():
-    assert set(ENV_PROMPTS) == ENVS
-    assert prompt_set("tiny", "frozenlake") is PROMPTS["tiny"] and prompt_set("paper", "frozenlake") is PROMPTS["paper"]
+def test_each_environment_owns_its_prompt_sets():
+    assert prompt_set("tiny", "frozenlake") is FrozenLake.prompts["tiny"]
+    assert prompt_set("paper", "frozenlake") is FrozenLake.prompts["paper"]
     with pytest.raises(ValueError, match="gridworld"):
         prompt_set("tiny", "gridworld")
+    with pytest.raises(ValueError, match="policy.prompts: no prompt set 'paper-text' for environment 'frozenlake'"):
+        prompt_set("paper-text", "frozenlake")
 
 
 def test_frozenlake_tiny_prompt_is_unchanged():
@@ -51,11 +54,14 @@ def test_frozenlake_tiny_prompt_is_unchanged():
 def test_qa_prompts_state_the_reply_format_the_env_parses():
     from pipeline.envs.qa import parse_reply
 
-    for name in ("tiny", "paper"):
+    for name in ("tiny", "paper", "paper-text"):
         ps = prompt_set(name, "qa")
         assert "search" in ps.system and "\\boxed{" in ps.system and "boxed" in ps.format_reminder
         assert "\\boxed{" in ps.no_reflection_system.format(summary="S", context="C")
+    assert "``` block" in prompt_set("paper-text", "qa").system and "```" not in prompt_set("paper", "qa").system
     assert parse_reply("``` search : zarvo ```").kind == "search" and parse_reply("\\ boxed { zarvo }").kind == "answer"
+    call = '<tool_call>{"name": "search", "arguments": {"query": "zarvo"}}</tool_call>'
+    assert parse_reply(call, native=True).kind == "search" and parse_reply(call).kind is None
 
 
 # ---- dvc.yaml ----------------------------------------------------------------------------------------------
@@ -95,6 +101,12 @@ def test_qa_graph_tracks_the_search_index():
     assert index not in stages["feedback_e1"]["deps"]  # the verifier needs only the trace
     hot = yaml.safe_load(graph.render(_params(1, name="qa", qa={"hotpot_path": "data/hotpot.json"})))["stages"]
     assert "data/hotpot.json" in hot["init"]["deps"]
+    files = {"train_path": "d/train.json", "test_path": "d/dev.jsonl", "corpus_path": "d/wiki.jsonl"}
+    real = yaml.safe_load(graph.render(_params(1, name="qa", qa=files)))["stages"]
+    assert set(files.values()) <= set(real["init"]["deps"]) and index in real["init"]["outs"]
+    served = {"train_path": "d/train.json", "test_path": "d/dev.jsonl", "retriever": "server", "server_url": "http://x"}
+    remote = yaml.safe_load(graph.render(_params(1, name="qa", qa=served)))["stages"]
+    assert index not in remote["init"]["outs"] and index not in remote["sample_e1"]["deps"]
 
 
 def test_check_fails_when_env_changes_the_graph(tmp_path):

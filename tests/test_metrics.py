@@ -92,8 +92,13 @@ def test_rlvr_like_epoch_and_empty_tables():
 
 
 def test_eval_metrics():
-    m = eval_metrics(
-        [{"success": True, "reward": 1.0}, {"success": False, "reward": 0.0}, {"success": False, "reward": 0.5}]
-    )
+    rows = [
+        {"success": True, "reward": 1.0, "n_turns": 2, "n_tool_calls": 1},
+        {"success": False, "reward": 0.0, "n_turns": 5, "n_tool_calls": 4},
+        {"success": False, "reward": 0.5, "n_turns": 2, "n_tool_calls": 1},
+    ]
+    m = eval_metrics(rows)
     assert m["eval_success"] == pytest.approx(1 / 3) and m["eval_reward"] == 0.5
-    assert eval_metrics([]) == {"eval_success": None, "eval_reward": None}
+    assert m["eval_turns"] == 3.0 and m["eval_tool_calls"] == 2.0
+    empty = {"eval_success": None, "eval_reward": None, "eval_turns": None, "eval_tool_calls": None}
+    assert eval_metrics([]) == empty

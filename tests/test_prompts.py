@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 
 import pytest
 
-from pipeline.config import PolicyParams
-from pipeline.prompts import PROMPTS, PromptSet, parse_reflection, reflector_messages, retry_system
+from pipeline.envs import find
+from pipeline.prompts import PromptSet, parse_reflection, prompt_set, reflector_messages, retry_system
+
+# every prompt set of every built-in environment, as (env, name)
+SETS = [(env, name) for env in ("frozenlake", "sokoban", "qa") for name in sorted(find(env).prompts)]
 
 
 def test_parse_with_tag():
@@ -36,9 +38,9 @@ def test_parse_empty():
     assert parse_reflection("") == ("", False)
 
 
-@pytest.mark.parametrize("name", sorted(PROMPTS))
-def test_retry_system_reappends_format_reminder(name):
-    ps = PROMPTS[name]
+@pytest.mark.parametrize("env, name", SETS)
+def test_retry_system_reappends_format_reminder(env, name):
+    ps = prompt_set(name, env)
     s = retry_system(ps, "avoid the holes")
     assert s.startswith("avoid the holes")
     assert s.endswith(ps.format_reminder)
@@ -46,11 +48,11 @@ def test_retry_system_reappends_format_reminder(name):
     assert retry_system(ps, "") == ps.format_reminder.strip()
 
 
-def test_both_prompt_sets_exist_with_all_fields():
-    # the names accepted by params.yaml's policy.prompts are exactly the defined sets
-    allowed = set(typing.get_args(PolicyParams.model_fields["prompts"].annotation))
-    assert allowed == set(PROMPTS) == {"tiny", "paper"}
-    for name, ps in PROMPTS.items():
+def test_every_prompt_set_has_all_fields():
+    # every environment has the two sets policy.prompts names by default; QA adds paper-text
+    assert all({"tiny", "paper"} <= set(find(env).prompts) for env in ("frozenlake", "sokoban", "qa"))
+    for env, name in SETS:
+        ps = prompt_set(name, env)
         assert isinstance(ps, PromptSet)
         for f in dataclasses.fields(PromptSet):
             value = getattr(ps, f.name)
@@ -61,9 +63,9 @@ def test_both_prompt_sets_exist_with_all_fields():
         assert "<prompt>" in ps.reflector_system
 
 
-@pytest.mark.parametrize("name", sorted(PROMPTS))
-def test_reflector_messages(name):
-    ps = PROMPTS[name]
+@pytest.mark.parametrize("env, name", SETS)
+def test_reflector_messages(env, name):
+    ps = prompt_set(name, env)
     sys_msg, user = reflector_messages(ps, "SUMMARY", None)
     assert sys_msg == {"role": "system", "content": ps.reflector_system}
     assert user["role"] == "user" and "SUMMARY" in user["content"] and ps.no_memory in user["content"]

@@ -332,7 +332,7 @@ def test_generate_and_kb_deterministic(tmp_path):
     a, b = QA(**SMALL), QA(**SMALL)
     assert [t.spec for t in a.generate("train", 50, 5)] == [t.spec for t in b.generate("train", 50, 5)]
     assert [t.spec for t in a.generate("train", 50, 5)] != [t.spec for t in a.generate("train", 50, 6)]
-    assert a.corpus(5) == b.corpus(5) and a.corpus(5) != a.corpus(6)
+    assert list(a.corpus(5)) == list(b.corpus(5)) and list(a.corpus(5)) != list(a.corpus(6))
     json.dumps(a.generate("test", 5, 5)[0].spec)
     for env in (a, b):
         env.index_path = tmp_path / f"{id(env)}.sqlite"

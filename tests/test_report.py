@@ -16,7 +16,8 @@ def history(epochs: int = 3) -> list[dict]:
     rows = []
     for e in range(epochs + 1):
         row = {c: None for c in COLUMNS}
-        row.update(epoch=e, eval_success=0.1 + 0.2 * e, eval_reward=0.1 + 0.2 * e, eval_kl=0.01 * e)
+        row.update(epoch=e, eval_success=0.1 + 0.2 * e, eval_reward=0.1 + 0.2 * e, eval_kl=0.01 * e, eval_turns=4.0)
+        row.update(eval_tool_calls=0.0)
         if e:
             row.update(
                 train_pre_success=0.1 * e,

@@ -10,9 +10,11 @@ from pipeline.checkpoint import save_policy
 from pipeline.config import TinyParams
 from pipeline.envs.base import last_code_block
 from pipeline.envs.frozenlake import FrozenLake
-from pipeline.prompts import PROMPTS, parse_reflection
+from pipeline.prompts import parse_reflection
 from pipeline.tiny.model import build_model, build_tokenizer, warm_start
 from pipeline.tiny.warmstart import corpus_texts, format_examples
+
+PROMPTS = FrozenLake.prompts
 
 
 def test_tokenizer_round_trips_actions_and_tags():

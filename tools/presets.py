@@ -97,7 +97,9 @@ def render(preset: Path | None, template: str) -> str:
     """params.yaml's text for ``preset`` (None: the defaults), in the layout and comments of ``template``."""
     y = _yaml()
     doc = y.load(template)
-    _fill(doc, expand(preset) if preset is not None else Params().model_dump(mode="json"))
+    from pipeline.envs import with_defaults
+
+    _fill(doc, with_defaults(expand(preset) if preset is not None else Params().model_dump(mode="json")))
     doc.ca.comment = None
     out = io.StringIO()
     y.dump(doc, out)

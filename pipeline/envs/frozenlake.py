@@ -14,9 +14,21 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.config import FrozenLakeParams, resolve
-from pipeline.envs.base import Step, Task, Trace
-from pipeline.envs.grid import ACTIONS, MOVES, GridText, around_answer, neighbours, parse_action
+from pydantic import Field, model_validator
+
+from pipeline.envs.base import Env, EnvParamsBase, Step, Task, Trace
+from pipeline.envs.grid import (
+    ACTIONS,
+    GRID_REMINDER,
+    MOVES,
+    TINY,
+    GridText,
+    around_answer,
+    neighbours,
+    paper_prompts,
+    parse_action,
+)
+from pipeline.paramtypes import Real, resolve
 
 AGENT, GOAL, HOLE, FROZEN, OUTSIDE = "A", "B", "C", "D", "X"
 
@@ -25,6 +37,52 @@ OUTCOME = {
     "hole": "You fell into a hole.",
     "limit": "You ran out of steps.",
 }
+
+
+class FrozenLakeParams(EnvParamsBase):
+    """env.frozenlake: board sizes, hole density, step budget, and how boards are written."""
+
+    min_size: int = Field(3, ge=2, le=9, description="smallest board side")
+    max_size: int = Field(5, ge=2, le=9, description="largest board side")
+    p_frozen_low: Real = Field(0.6, gt=0.0, lt=1.0)
+    p_frozen_high: Real = Field(0.85, gt=0.0, le=1.0)
+    budget: int = Field(8, ge=1, description="steps per episode")
+    pad_to: int | None = Field(5, ge=2, description="render boards padded to this side with X (tiny model)")
+    row_numbers: bool = Field(True, description="prefix each board row with its index")
+    coords: bool = Field(True, description="add a line with the coordinates of A and B (encoding choice)")
+    near: bool = Field(True, description="add a line naming the symbol next to A in each direction (encoding choice)")
+    relative: bool = Field(
+        True, description="add a line with the offset of B from A, rows then columns (encoding choice)"
+    )
+    feedback_from: bool = Field(
+        True,
+        description="the feedback also names the cell the last action was taken from ('Last action: right at "
+        "2 0.'), and the warm start's reflection note copies that move ('last right 2 0') instead "
+        "of where the attempt ended ('last 2 1')",
+    )
+    hidden_holes: int = Field(
+        0,
+        ge=0,
+        le=3,
+        description="holes that look like frozen ice (D) on the board: drawn on a shortest path from start to goal, "
+        "each leaving another path of the same length open, so only falling in reveals them and a "
+        "reflection can carry what the board does not show (0 = every hole visible, as in the paper)",
+    )
+    summary_boards: bool = Field(
+        False,
+        description="the reflector's compact summary (prompts: tiny) shows the start and final boards; "
+        "false: only the action list and the feedback, a third of the tokens (see reports/results.md)",
+    )
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        if self.min_size > self.max_size:
+            raise ValueError("min_size must be <= max_size")
+        if self.p_frozen_low >= self.p_frozen_high:
+            raise ValueError("p_frozen_low must be < p_frozen_high")
+        if self.pad_to is not None and self.pad_to < self.max_size:
+            raise ValueError("pad_to must be >= max_size")
+        return self
 
 
 def _spec_of(task_or_spec: Task | dict[str, Any]) -> dict[str, Any]:
@@ -90,18 +148,19 @@ class FrozenLakeState:
         return self.budget - self.steps
 
 
-class FrozenLake(GridText):
+class FrozenLake(GridText, Env):
     name = "frozenlake"
     actions = ACTIONS
+    Params = FrozenLakeParams
+    prompts = {"tiny": TINY, "paper": paper_prompts("FrozenLake", GRID_REMINDER)}
     sep = " "  # between the cells of a rendered row
 
-    def __init__(self, params: FrozenLakeParams | None = None, **overrides) -> None:
+    def __init__(self, params: FrozenLakeParams | None = None, artifacts=None, **overrides) -> None:
         """``params`` (env.frozenlake; default: params.yaml's values), with ``overrides`` of single keys."""
         p = resolve(FrozenLakeParams, params, overrides)
-        self.params = p
+        super().__init__(p, artifacts)
         self.min_size, self.max_size = p.min_size, p.max_size
         self.p_frozen_low, self.p_frozen_high = p.p_frozen_low, p.p_frozen_high
-        self.budget = p.budget
         self.pad_to, self.row_numbers = p.pad_to, p.row_numbers
         self.coords, self.near, self.relative = p.coords, p.near, p.relative
         self.feedback_from, self.summary_boards = p.feedback_from, p.summary_boards
@@ -253,9 +312,10 @@ class FrozenLake(GridText):
         parts.append(f"Steps left: {state.steps_left}")
         return "\n".join(parts)
 
-    def random_reply(self, state: FrozenLakeState, rng: random.Random) -> str:
-        """A well-formed reply with a uniformly random action (warm start)."""
-        return f"```{rng.choice(self.actions)}```"
+    def warmstart(self):
+        import importlib
+
+        return importlib.import_module("pipeline.tiny.frozenlake").EXERCISES  # by name: only a tiny run imports it
 
     def vocabulary(self, tasks: list[Task]) -> list[str]:
         """Texts covering words random play would not show: none. Boards, messages, summaries and feedback

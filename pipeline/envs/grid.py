@@ -1,15 +1,77 @@
-"""What the grid games (FrozenLake, Sokoban) share: the four moves, how a reply names one, the symbols around
-the agent, and what they tell the reflector, read off their rendered boards. No torch here."""
+"""What the grid games (FrozenLake, Sokoban) share: the four moves, how a reply names one, their prompt sets, the
+symbols around the agent, and what they tell the reflector, read off their rendered boards. No torch here."""
 
 from __future__ import annotations
 
 from pipeline.envs.base import Trace, last_code_block
+from pipeline.prompts import PromptSet, braces
 
 ACTIONS: tuple[str, ...] = ("left", "down", "right", "up")
 # (d_row, d_col) per canonical action.
 MOVES: dict[str, tuple[int, int]] = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
 # Digits 1..4 name the actions in the order of ACTIONS.
 _ALIASES: dict[str, str] = {**{a: a for a in ACTIONS}, **{str(i + 1): a for i, a in enumerate(ACTIONS)}}
+
+
+# The embedded default's prompts, shared by the grid games: short, in the words its tokenizer knows.
+TINY = PromptSet(
+    system="play the game . answer with one action in ``` ``` : left down right up .",
+    format_reminder="answer with one action in ``` ``` : left down right up .",
+    reflector_system="the attempt failed . write a better prompt in <prompt> </prompt> .",
+    reflector_user="{summary}\nmemory : {memory}",
+    no_memory="none",
+    no_reflection_system=(
+        "play the game . answer with one action in ``` ``` : left down right up . use your past attempt .\n{summary}"
+    ),
+    compact_summary=True,
+)
+
+# What the reference prompts carry (docs/method.md, section 6), in this project's words. The solver reasons before
+# it acts and ends with the action alone; it is told the valid actions and nothing of the rules.
+_GRID_SOLVER = (
+    "You are a reasoning engine playing a grid game. What you know of its rules and strategy may be incomplete or "
+    "wrong; your only way to act is to choose the next action. Each turn: analyse the board, judge the long-term "
+    "value of the position (High, Medium or Low), and for your two best candidate actions predict what each would "
+    "do right now, in the form 'result, because ...'. Then choose one.\n"
+    "Write your reasoning first (state analysis; value; the two candidates and their consequences), then end your "
+    "reply with the chosen action alone in a final ``` block, for example:\n```Left```"
+)
+GRID_REMINDER = "Valid actions: Up, Down, Left, Right. The last line of your reply is the action alone, in a ``` block."
+SOKOBAN_REMINDER = GRID_REMINDER + " A box moves only when the cell behind it is free."
+_GRID_REFLECTOR = (
+    "You are a strategist who writes the master rulebook of a grid game from attempts that succeeded and attempts "
+    "that failed. Think about the long term, learn from the contrast between what worked and what did not, and "
+    "merge everything into one consistent theory. Be concise and authoritative.\n"
+    "Write exactly one <prompt>...</prompt> block containing two sections:\n"
+    "Rules: what each symbol means and which one is you, how to read the board, what each action does, the "
+    "objective and what ends an episode.\n"
+    "Strategy: the core strategies and tactical tips that win."
+)
+_GRID_CONTEXT = (
+    "Inferred information from past attempts (may be inaccurate):\n{memory}\n\n"
+    "{batch}\n\n"
+    "The attempt:\n{summary}\n\n"
+    "Think step by step and give an improved instruction for the game GAME inside <prompt></prompt> tags."
+)
+
+
+def paper_prompts(game: str, reminder: str) -> PromptSet:
+    """The paper prompt set of a grid game named ``game`` (the reflector's last line names it, as the reference's
+    does), its format reminder ``reminder``."""
+    solver = f"{_GRID_SOLVER}\n{reminder}"
+    return PromptSet(
+        system=solver,
+        format_reminder=reminder,
+        reflector_system=_GRID_REFLECTOR,
+        reflector_user=_GRID_CONTEXT.replace("GAME", game),
+        no_memory=solver,  # with no memory yet, the reflector starts from s0
+        no_reflection_system=(
+            braces(solver)
+            + "\nUse the data of your past attempt below to decide better this time.\n{context}\n"
+            + braces(reminder)
+        ),
+        annotated_summary=True,
+    )
 
 
 def parse_action(reply: str) -> str | None:

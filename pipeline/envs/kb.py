@@ -46,6 +46,7 @@ class Question:
     answer: str
     support: tuple[str, ...]  # titles of the passages that answer it, in hop order
     bridge: str = ""  # the intermediate entity ("" when unknown)
+    answers: tuple[str, ...] = ()  # every gold answer when a file gives several (the first is ``answer``)
 
 
 @dataclass(frozen=True)
@@ -177,3 +178,108 @@ def load_hotpot(path: str | Path) -> tuple[list[Passage], list[Question]]:
             raise HotpotError(f"{where}: supporting_facts must be a list of [title, sentence index]")
         questions.append(Question(question, answer, tuple(dict.fromkeys(f[0] for f in facts))))
     return list(passages.values()), questions
+
+
+# ---- question files and corpora of the real HotpotQA setup -------------------------------------------------
+
+
+class DataFileError(InputError):
+    """A question file or corpus that cannot be read: the message names the file and the row or line."""
+
+
+def _answers_of(row: dict, where: str) -> list[str]:
+    """The gold answers of a question row in any of the layouts peers use: ``answer`` (HotpotQA), ``golden_answers``
+    (FlashRAG), ``reward_model.ground_truth.target`` (Search-R1's parquet), ``ground_truth`` (the ERL code's)."""
+    for value in (
+        row.get("answer"),
+        row.get("golden_answers"),
+        ((row.get("reward_model") or {}).get("ground_truth") or {}).get("target")
+        if isinstance(row.get("reward_model"), dict)
+        else None,
+        row.get("ground_truth"),
+    ):
+        if value is None:
+            continue
+        items = [value] if isinstance(value, str) else list(value) if hasattr(value, "__iter__") else None
+        if not items or not all(isinstance(a, str) for a in items):
+            raise DataFileError(f"{where}: the answer must be a string or a list of strings (got {str(value)[:40]!r})")
+        items = [a.strip() for a in items if a.strip()]
+        if items:
+            return items
+    raise DataFileError(f"{where}: no answer (answer, golden_answers, reward_model.ground_truth.target)")
+
+
+def _question_of(row: dict, where: str) -> str:
+    q = row.get("question")
+    if q is None and isinstance(row.get("extra_info"), dict):
+        q = row["extra_info"].get("question")
+    if not isinstance(q, str) or not q.strip():
+        raise DataFileError(f"{where}: no question (a non-empty 'question' string)")
+    return q.strip()
+
+
+def load_questions(path: str | Path, key: str) -> list[Question]:
+    """The questions of a file for the split ``key`` names (env.qa.train_path or test_path): HotpotQA's JSON (a
+    list of {question, answer, supporting_facts, ...}: train, dev distractor or dev fullwiki), or JSONL / Parquet
+    rows with a question and its answers (FlashRAG's golden_answers, Search-R1's reward_model, the ERL code's
+    ground_truth). A bad row stops with DataFileError naming the file and the row."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"env.qa.{key}: {path}: no such file")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as exc:  # pyarrow's errors for a damaged or foreign file
+            raise DataFileError(f"env.qa.{key}: {path}: not a readable Parquet file ({str(exc)[:120]})") from None
+    elif path.suffix in (".jsonl", ".ndjson"):
+        rows = []
+        with open(path, encoding="utf-8", errors="strict") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                        raise DataFileError(f"env.qa.{key}: {path}: line {n}: not JSON ({exc})") from None
+    else:
+        try:
+            rows = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataFileError(f"env.qa.{key}: {path}: not a JSON list of questions ({exc})") from None
+        if not isinstance(rows, list):
+            raise DataFileError(f"env.qa.{key}: {path}: expected a JSON list of questions")
+    out = []
+    for i, row in enumerate(rows):
+        where = f"env.qa.{key}: {path}: row {i}"
+        if not isinstance(row, dict):
+            raise DataFileError(f"{where}: expected an object, not {type(row).__name__}")
+        answers = _answers_of(row, where)
+        facts = row.get("supporting_facts") or []
+        support = tuple(dict.fromkeys(f[0] for f in facts if isinstance(f, list) and f and isinstance(f[0], str)))
+        out.append(Question(_question_of(row, where), answers[0], support, "", tuple(answers)))
+    if not out:
+        raise DataFileError(f"env.qa.{key}: {path}: holds no questions")
+    return out
+
+
+def corpus_passages(path: str | Path):
+    """The passages of a corpus in the wiki-18 layout, one JSON object per line, ``{"id": ..., "contents":
+    "\\"Title\\"\\ntext"}``, as (title, text) pairs, read lazily (a corpus has millions of lines). A line that is
+    not JSON or has no ``contents`` stops with DataFileError naming the file and the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"env.qa.corpus_path: {path}: no such file")
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise DataFileError(f"env.qa.corpus_path: {path}: line {n}: not JSON ({exc})") from None
+            contents = row.get("contents") if isinstance(row, dict) else None
+            if not isinstance(contents, str) or not contents.strip():
+                raise DataFileError(f"env.qa.corpus_path: {path}: line {n}: no 'contents' string")
+            title, _, text = contents.partition("\n")
+            yield title.strip().strip('"'), text.strip() or title.strip().strip('"')

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,29 +29,40 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(f'"{w}"' for w in dict.fromkeys(words))  # dedup, keep order
 
 
-def build_index(path: str | Path, passages: Iterable[tuple[str, str]], meta: dict[str, str] | None = None) -> int:
+def build_index(
+    path: str | Path, passages: Iterable[tuple[str, str]], meta: dict[str, str] | None = None, batch: int = 10000
+) -> int:
     """Write an FTS5 index of (title, text) passages to ``path`` atomically (temp file, then rename); the
-    passage id is its position. Returns the number of passages."""
+    passage id is its position. ``passages`` is read lazily, ``batch`` at a time (a corpus of millions of lines
+    never sits in memory). Returns the number of passages."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     con = sqlite3.connect(tmp)
+    n = 0
     try:
         con.execute("CREATE VIRTUAL TABLE passages USING fts5(title, text, tokenize = 'unicode61')")
         con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-        rows = list(passages)
-        con.executemany(
-            "INSERT INTO passages (rowid, title, text) VALUES (?, ?, ?)",
-            [(i + 1, title, text) for i, (title, text) in enumerate(rows)],
-        )
+        rows: list[tuple[int, str, str]] = []
+        for title, text in passages:
+            n += 1
+            rows.append((n, title, text))
+            if len(rows) == batch:
+                con.executemany("INSERT INTO passages (rowid, title, text) VALUES (?, ?, ?)", rows)
+                rows = []
+        con.executemany("INSERT INTO passages (rowid, title, text) VALUES (?, ?, ?)", rows)
         con.executemany("INSERT INTO meta VALUES (?, ?)", sorted((meta or {}).items()))
         con.execute("INSERT INTO passages (passages) VALUES ('optimize')")
         con.commit()
     finally:
         con.close()
+        if n == 0 or not tmp.exists():
+            tmp.unlink(missing_ok=True)
+    if n == 0:
+        raise SearchIndexError(f"{path}: no passages to index")
     os.replace(tmp, path)
-    return len(rows)
+    return n
 
 
 class SearchIndexError(InputError):
@@ -58,11 +70,20 @@ class SearchIndexError(InputError):
 
 
 class SearchIndex:
-    """Read-only access to an index written by ``build_index``; the connection opens on first use."""
+    """Read-only access to an index written by ``build_index``; a connection per thread (a server answers requests
+    on several), opened on first use."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._con: sqlite3.Connection | None = None
+        self._local = threading.local()
+
+    @property
+    def _con(self) -> sqlite3.Connection | None:
+        return getattr(self._local, "con", None)
+
+    @_con.setter
+    def _con(self, con: sqlite3.Connection | None) -> None:
+        self._local.con = con
 
     def _connect(self) -> sqlite3.Connection:
         if self._con is None:

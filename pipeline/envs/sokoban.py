@@ -18,9 +18,11 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.config import SokobanParams, resolve
-from pipeline.envs.base import Step, Task, Trace
-from pipeline.envs.grid import ACTIONS, MOVES, GridText, parse_action
+from pydantic import Field, model_validator
+
+from pipeline.envs.base import Env, EnvParamsBase, Step, Task, Trace
+from pipeline.envs.grid import ACTIONS, MOVES, SOKOBAN_REMINDER, TINY, GridText, paper_prompts, parse_action
+from pipeline.paramtypes import resolve
 
 AGENT, AGENT_ON_GOAL, BOX, BOX_ON_GOAL, GOAL, FLOOR, WALL, OUTSIDE = "A", "a", "B", "b", "C", "D", "E", "X"
 
@@ -30,6 +32,27 @@ OUTCOME = {
 }
 
 Cell = tuple[int, int]
+
+
+class SokobanParams(EnvParamsBase):
+    """env.sokoban: board sizes, boxes, move budget, and how boards are written."""
+
+    min_size: int = Field(6, ge=4, le=12, description="smallest board side (border wall included)")
+    max_size: int = Field(8, ge=4, le=12, description="largest board side (border wall included)")
+    boxes: int = Field(1, ge=1, le=4, description="boxes (and goals) per layout")
+    budget: int = Field(8, ge=1, description="moves per episode; layouts are kept only if solvable within it")
+    pad_to: int | None = Field(8, ge=4, description="render boards padded to this side with X (tiny model)")
+    row_numbers: bool = Field(True, description="prefix each board row with its index")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        if self.min_size > self.max_size:
+            raise ValueError("min_size must be <= max_size")
+        if (self.min_size - 2) ** 2 < 2 * self.boxes + 1:
+            raise ValueError("min_size leaves too few floor cells for the boxes, their goals and the player")
+        if self.pad_to is not None and self.pad_to < self.max_size:
+            raise ValueError("pad_to must be >= max_size")
+        return self
 
 
 def _spec_of(task_or_spec: Task | dict[str, Any]) -> dict[str, Any]:
@@ -133,18 +156,20 @@ def symbol(state: SokobanState, r: int, c: int) -> str:
     return GOAL if on_goal else FLOOR
 
 
-class Sokoban(GridText):
+class Sokoban(GridText, Env):
     name = "sokoban"
     actions = ACTIONS
+    Params = SokobanParams
+    # the same actions and reply format as FrozenLake; the rules stay hidden just the same
+    prompts = {"tiny": TINY, "paper": paper_prompts("Sokoban", SOKOBAN_REMINDER)}
     sep = " "  # between the cells of a rendered row
     agent_symbols = (AGENT, AGENT_ON_GOAL)  # where the attempt ended, for the feedback and end_cell
 
-    def __init__(self, params: SokobanParams | None = None, **overrides) -> None:
+    def __init__(self, params: SokobanParams | None = None, artifacts=None, **overrides) -> None:
         """``params`` (env.sokoban; default: params.yaml's values), with ``overrides`` of single keys."""
         p = resolve(SokobanParams, params, overrides)
-        self.params = p
+        super().__init__(p, artifacts)
         self.min_size, self.max_size, self.n_boxes = p.min_size, p.max_size, p.boxes
-        self.budget = p.budget
         self.pad_to, self.row_numbers = p.pad_to, p.row_numbers
 
     # ---- tasks -------------------------------------------------------------------------------------------
@@ -244,9 +269,10 @@ class Sokoban(GridText):
         parts.append(f"Steps left: {state.steps_left}")
         return "\n".join(parts)
 
-    def random_reply(self, state: SokobanState, rng: random.Random) -> str:
-        """A well-formed reply with a uniformly random action (warm start)."""
-        return f"```{rng.choice(self.actions)}```"
+    def warmstart(self):
+        import importlib
+
+        return importlib.import_module("pipeline.tiny.sokoban").EXERCISES  # by name: only a tiny run imports it
 
     def vocabulary(self, tasks: list[Task]) -> list[str]:
         """Texts covering every word this environment can show (for the embedded word-level tokenizer)."""

@@ -42,6 +42,7 @@ def evaluate(p: Params, epoch: int, test_tasks: list[dict], policy, env: Env) ->
                 "success": r >= p.consolidate.tau,
                 "outcome": outcome(trace),
                 "n_turns": len(ep.steps),
+                "n_tool_calls": ep.tool_calls,
                 "actions": [s.action for s in ep.steps],
                 "responses": ep.responses,
             }

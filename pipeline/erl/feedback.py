@@ -30,7 +30,7 @@ def feedback(p: Params, epoch: int, attempts: list[dict], env: Env) -> list[dict
                 "summary": env.summary(
                     trace, a["initial_observation"], prompts.compact_summary, prompts.annotated_summary
                 ),
-                "note": env.reflection_note(trace) if hasattr(env, "reflection_note") else None,
+                "note": env.reflection_note(trace),
             }
         )
     stats = grpo([r["task_id"] for r in rows], [r["reward"] for r in rows])

@@ -80,7 +80,9 @@ def retries(
                 "task_id": f["task_id"],
                 "epoch": epoch,
                 **episode_columns(ep),
-                "distill_prompt_ids": replay_prompts(tok, ep, s0, p.policy.history, p.policy.max_prompt_tokens),
+                "distill_prompt_ids": replay_prompts(
+                    tok, ep, s0, p.policy.history, p.policy.max_prompt_tokens, env.tools()
+                ),
                 "reward": r,
                 "success": r >= p.consolidate.tau,
                 "outcome": outcome(trace),

@@ -17,7 +17,7 @@ from pipeline.envs.frozenlake import (
     cell_symbol,
 )
 from pipeline.envs.grid import around_answer, neighbours
-from pipeline.tiny.warmstart import noted_cell, random_cell_note, which_answer
+from pipeline.tiny.warmstart import Exercises, noted_cell, random_cell_note, which_answer
 
 EXERCISE_PROMPTS = {
     "where": "find A and B .",
@@ -70,3 +70,6 @@ def random_note(env: FrozenLake, rng: random.Random) -> str:
         return random_cell_note(rng)
     side = env.pad_to or env.max_size
     return f"last {rng.choice(ACTIONS)} {rng.randrange(side)} {rng.randrange(side)}"
+
+
+EXERCISES = Exercises(reading_exercise, EXERCISE_PROMPTS, EXERCISE_WORDS, random_note)

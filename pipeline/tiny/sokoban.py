@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from pipeline.envs.grid import MOVES, around_answer, neighbours
 from pipeline.envs.sokoban import BOX, BOX_ON_GOAL, FLOOR, GOAL, OUTSIDE, WALL, Sokoban, SokobanState, move, symbol
-from pipeline.tiny.warmstart import noted_cell, which_answer
+from pipeline.tiny.warmstart import Exercises, noted_cell, which_answer
 
 EXERCISE_PROMPTS = {
     "where": "find A and B .",
@@ -51,3 +51,6 @@ def reading_exercise(
         cell, answer = noted_cell(state.player, env.pad_to or env.max_size, rng or random.Random(0))
         return f"{EXERCISE_PROMPTS[kind]} last {cell[0]} {cell[1]}", user, answer
     raise ValueError(f"unknown exercise {kind!r}")
+
+
+EXERCISES = Exercises(reading_exercise, EXERCISE_PROMPTS, EXERCISE_WORDS)

@@ -1,15 +1,15 @@
-"""The warm-start curriculum of the embedded default: self-supervised exercises on boards from random play, in
-place of pretraining. It teaches the reply format, how to read a board (the exercises of each game are in
-``pipeline/tiny/<env.name>.py``) and how to copy a fact from the feedback into a reflection, never a solution:
-actions in the corpus are uniformly random, and no text states what a symbol means or which tile is the goal.
-No torch here."""
+"""The warm-start curriculum of the embedded default: self-supervised exercises on states from random play, in
+place of pretraining. It teaches the reply format, how to read a board (an environment's reading exercises, its
+``warmstart()`` hook: the built-in games' are in ``pipeline/tiny/<game>.py``) and how to copy a fact from the
+feedback into a reflection (its ``reflection_note`` hook), never a solution: actions in the corpus are uniformly
+random, and no text states what a symbol means or which tile is the goal. An environment with neither hook still
+gets the reply format and its vocabulary. No torch here."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from pipeline.envs.base import Env, Task, Trace
 from pipeline.prompts import PromptSet, reflector_messages, retry_system
@@ -34,18 +34,20 @@ def encode_example(tok, ex: Example) -> tuple[list[int], list[int]]:
     return prompt, answer
 
 
-def exercises(env: Env):
-    """The module of ``env``'s board-reading exercises (``pipeline/tiny/<name>.py``), or None when it has none."""
-    name = f"pipeline.tiny.{env.name}"
-    return importlib.import_module(name) if importlib.util.find_spec(name) else None
+@dataclass(frozen=True)
+class Exercises:
+    """An environment's board-reading exercises (what its ``warmstart()`` hook returns).
 
+    ``reading(env, state, kind, action, rng) -> (system, user, answer)``: one exercise of ``kind`` on ``state``
+    (``action``: a random action, for exercises that ask what it would do). ``prompts``: the system prompt of each
+    kind (the kinds ``policy.tiny.warmstart_exercises`` may name). ``words``: answer words of a kind that no prompt,
+    board or feedback contains (the tokenizer must know them). ``random_note(env, rng)``: a note of the form the
+    reflection copies, on a random cell (default: ``last r c`` on a 5x5 board)."""
 
-def random_reply(env: Env, state, rng: random.Random) -> str:
-    """A well-formed reply with a uniformly random action: the environment's own ``random_reply`` when it has
-    one (tool-use environments), else one of ``env.actions`` in a ``` block."""
-    if hasattr(env, "random_reply"):
-        return env.random_reply(state, rng)
-    return f"```{rng.choice(env.actions)}```"
+    reading: Callable
+    prompts: dict[str, str]
+    words: dict[str, str] = field(default_factory=dict)
+    random_note: Callable | None = None
 
 
 def random_play(env: Env, task: Task, rng: random.Random, max_moves: int):
@@ -53,7 +55,7 @@ def random_play(env: Env, task: Task, rng: random.Random, max_moves: int):
     state = env.reset(task)
     states, trace = [(state, None)], Trace(budget=max_moves)
     for _ in range(rng.randint(0, max_moves)):
-        nxt, step = env.step(state, random_reply(env, state, rng))
+        nxt, step = env.step(state, env.random_reply(state, rng))
         trace.steps.append(step)
         if step.done:
             break
@@ -89,10 +91,11 @@ def format_examples(
         if roll < s0_until:
             system = prompts.system
         else:  # a retry's system prompt: a reflection (here s0, maybe with a note like a copied one) + format reminder
-            cell = f" {random_note(env, rng)}" if prompts.compact_summary and rng.random() < 0.5 else ""
+            note = random_note(env, rng, trace) if prompts.compact_summary and rng.random() < 0.5 else None
+            cell = f" {note}" if note else ""
             system = retry_system(prompts, prompts.system + cell)
         msgs = [{"role": "system", "content": system}, {"role": "user", "content": env.message(state, last)}]
-        out.append(Example(msgs, random_reply(env, state, rng), "format"))
+        out.append(Example(msgs, env.random_reply(state, rng), "format"))
     return out
 
 
@@ -106,11 +109,12 @@ def reflection_example(
     summary = env.summary(trace, env.render(env.reset(task)), prompts.compact_summary)
     memory = None
     if memory_share > 0 and rng.random() < memory_share:
-        memory = f"{prompts.system} {random_note(env, rng)}" if prompts.compact_summary else prompts.system
+        note = random_note(env, rng, trace) if prompts.compact_summary else None
+        memory = f"{prompts.system} {note}" if note else prompts.system
         if rng.random() < 0.5:
             memory = garbled(memory, rng)
     msgs = reflector_messages(prompts, summary, memory)
-    note = env.reflection_note(trace) if hasattr(env, "reflection_note") and prompts.compact_summary else None
+    note = env.reflection_note(trace) if prompts.compact_summary else None
     note = f" {note}" if note else ""
     return Example(msgs, f"<prompt> {prompts.system}{note} </prompt>", "reflect-format")
 
@@ -174,27 +178,28 @@ def replay_encoded(
     return [encode_example(tok, ex) for ex in examples]
 
 
-def random_note(env: Env, rng: random.Random) -> str:
-    """A note like a reflection's copied one, on a random cell: the environment's own form when its exercise
-    module has one, else ``last r c`` on a 5x5 board."""
-    mod = exercises(env)
-    return mod.random_note(env, rng) if hasattr(mod, "random_note") else random_cell_note(rng)
+def random_note(env: Env, rng: random.Random, trace: Trace) -> str | None:
+    """A note like a reflection's copied one: on a random cell, in the form of the environment's exercises; for an
+    environment without exercises, its ``reflection_note`` of the random-play ``trace`` (None: no note)."""
+    ex = env.warmstart()
+    if ex is None:
+        return env.reflection_note(trace) if trace.steps else None
+    return ex.random_note(env, rng) if ex.random_note else random_cell_note(rng)
 
 
 def reading_examples(env: Env, tasks: list[Task], n: int, seed: int, kinds: tuple[str, ...]) -> list[Example]:
-    """Board-reading exercises on states from random play (``reading_exercise`` of the environment's exercise
-    module), their kinds drawn uniformly from ``kinds`` (repeat a kind to weight it); none without a module."""
-    mod = exercises(env)
-    if mod is None:
+    """Board-reading exercises on states from random play (the environment's ``Exercises.reading``), their kinds
+    drawn uniformly from ``kinds`` (repeat a kind to weight it); none for an environment without exercises."""
+    ex = env.warmstart()
+    if ex is None:
         return []
-    exercise = mod.reading_exercise
     rng = random.Random(f"{seed}:reading")
     out: list[Example] = []
     while len(out) < n:
         states, _ = random_play(env, rng.choice(tasks), rng, PLAY_MOVES)
         state, _ = rng.choice(states)
         kind = rng.choice(kinds)
-        system, user, answer = exercise(env, state, kind, rng.choice(env.actions), rng)
+        system, user, answer = ex.reading(env, state, kind, rng.choice(env.actions), rng)
         out.append(Example([{"role": "system", "content": system}, {"role": "user", "content": user}], answer, kind))
     return out
 
@@ -208,10 +213,9 @@ def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, kin
         for k, v in vars(prompts).items()
         if isinstance(v, str)
     ]
-    texts += ["<prompt> </prompt> ``` " + " ".join(getattr(env, "actions", ()))]
+    texts += ["<prompt> </prompt> ``` " + " ".join(env.actions)]
     texts += reading_vocabulary(env, kinds)
-    if hasattr(env, "vocabulary"):  # every word the environment can show (a knowledge base, questions, ...)
-        texts += env.vocabulary(tasks)
+    texts += env.vocabulary(tasks)  # every word the environment can show (a knowledge base, questions, ...)
     texts += [str(i) for i in range(100)]
     for _ in range(VOCAB_PLAYS):
         task = rng.choice(tasks)
@@ -224,10 +228,10 @@ def corpus_texts(env: Env, prompts: PromptSet, tasks: list[Task], seed: int, kin
 
 def reading_vocabulary(env: Env, kinds: tuple[str, ...]) -> list[str]:
     """The words of the exercises in use (only those: an unused exercise must not change the tokenizer): their
-    prompts, the answer words the environment declares for them (EXERCISE_WORDS), and the words of the "next"
+    prompts, the answer words the environment declares for them (``Exercises.words``), and the words of the "next"
     exercise and of the reflection's copied note."""
-    mod = exercises(env)
-    prompts, words = getattr(mod, "EXERCISE_PROMPTS", {}), getattr(mod, "EXERCISE_WORDS", {})
+    ex = env.warmstart()
+    prompts, words = (ex.prompts, ex.words) if ex else ({}, {})
     extra = "".join(f" {words[k]}" for k in dict.fromkeys(kinds) if k in words)
     return [v for k, v in prompts.items() if k in kinds] + ["action : end yes no last" + extra]
 
