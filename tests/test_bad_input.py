@@ -84,6 +84,11 @@ PARAMS_CASES = {
     ),
     "params-pool-huge": ({"env": {"n_train": 10**9}}, "env.n_train"),
     "params-eval-huge": ({"evaluate": {"samples_per_task": 10**6}}, "evaluate.samples_per_task"),
+    "env-unknown": ({"env": {"name": "codebraker"}}, "no environment 'codebraker'"),
+    "env-not-an-env": ({"env": {"name": "pipeline.envs.base:Task"}}, "is not a subclass of"),
+    "env-section-unclaimed": ({"env": {"frozenlak": {"budget": 3}}}, "env.frozenlak: no environment"),
+    "env-prompts": ({"policy": {"prompts": "paper-text"}}, "policy.prompts: 'frozenlake' has no prompt set"),
+    "qa-tool-calls": ({"env": {"name": "qa", "qa": {"tool_calls": "native"}}}, "env.qa.tool_calls: native goes"),
 }
 
 
@@ -195,6 +200,52 @@ def test_bad_hotpot_files_stop_init(case, tmp_path, capsys):
     )
     art = tmp_path / "artifacts"
     _fails(init.main, ["--params", str(params), "--artifacts", str(art)], capsys, 1, needle, str(data))
+    assert _files(art) == set(), "nothing is written"
+
+
+def _real_qa(tmp_path: Path, **qa) -> Path:
+    """Params of the real HotpotQA setup: question files and a corpus (good ones unless ``qa`` says otherwise)."""
+    train, test, corpus = tmp_path / "train.jsonl", tmp_path / "dev.jsonl", tmp_path / "wiki.jsonl"
+    train.write_text("".join(json.dumps({"question": f"q{i} ?", "answer": f"a{i}"}) + "\n" for i in range(3)))
+    test.write_text(json.dumps({"question": "t ?", "golden_answers": ["b"]}) + "\n")
+    corpus.write_text(json.dumps({"id": "0", "contents": '"a0"\na0 is here'}) + "\n")
+    files = {"train_path": str(train), "test_path": str(test), "corpus_path": str(corpus), **qa}
+    return _params_file(
+        tmp_path, {"env": {"name": "qa", "n_train": 2, "n_test": 1, "qa": files}, "sample": {"tasks_per_epoch": 2}}
+    )
+
+
+@pytest.mark.parametrize(
+    "case, needle",
+    [
+        ("question-row", "line 4: no answer"),
+        ("corpus-line", "line 2: no 'contents' string"),
+        ("server-down", "no usable answer after 2 tries"),
+    ],
+)
+def test_the_real_qa_setup_stops_init_naming_the_file_row_or_server(case, needle, tmp_path, capsys):
+    from stages import init
+
+    if case == "question-row":
+        params = _real_qa(tmp_path)
+        with open(tmp_path / "train.jsonl", "a") as f:
+            f.write(json.dumps({"question": "no answer ?"}) + "\n")
+        where = str(tmp_path / "train.jsonl")
+    elif case == "corpus-line":
+        params = _real_qa(tmp_path)
+        with open(tmp_path / "wiki.jsonl", "a") as f:
+            f.write(json.dumps({"id": "1", "text": "x"}) + "\n")
+        where = str(tmp_path / "wiki.jsonl")
+    else:
+        import socket
+
+        with socket.socket() as sock:  # a port nothing listens on
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        where = f"http://127.0.0.1:{port}/retrieve"
+        params = _real_qa(tmp_path, retriever="server", server_url=where, server_retries=1, server_timeout=2.0)
+    art = tmp_path / "artifacts"
+    _fails(init.main, ["--params", str(params), "--artifacts", str(art)], capsys, 1, needle, where)
     assert _files(art) == set(), "nothing is written"
 
 
@@ -448,6 +499,12 @@ def test_every_case_in_the_document_is_tested_here():
             "audit-running",
             "deploy-port-taken",
             "sweep-foreign-files",
+            "qa-question-row",  # the real QA setup: test_the_real_qa_setup_stops_init_naming_the_file_row_or_server
+            "qa-corpus-line",
+            "qa-server-down",
+            "qa-server-garbage",  # tests/test_qa_real.py
+            "serve-index-bad-request",  # tests/test_qa_real.py
+            "env-section-value",  # tests/test_example_env.py: an outside environment's own key
         }
         | set(MODEL_CASES)
     )

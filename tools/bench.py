@@ -33,7 +33,7 @@ def make_copy(dst: Path, params: dict) -> None:
     for sub in ("pipeline", "stages", "tools"):
         shutil.copytree(ROOT / sub, dst / sub, ignore=shutil.ignore_patterns("__pycache__"))
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = dict(os.environ, PYTHONPATH=str(dst))
+    env = sandbox_env(dst)
     subprocess.run([sys.executable, "-m", "tools.dvcgen"], cwd=dst, check=True, env=env, capture_output=True)
     for cmd in (
         ["git", "init", "-q"],
@@ -45,8 +45,10 @@ def make_copy(dst: Path, params: dict) -> None:
 
 
 def sandbox_env(root: Path) -> dict:
-    """Environment for running stages in a sandbox copy: offline, its code first, this interpreter's tools."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONPATH=str(root))
+    """Environment for running stages in a sandbox copy: offline, its code first (then what PYTHONPATH already
+    holds, such as an environment package), this interpreter's tools."""
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONPATH=path)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 

@@ -27,6 +27,7 @@ commands:
   compare [--seeds K]      ERL vs RLVR vs ablations, k seeds each -> reports/compare.{md,html,csv}
   bench                    time each stage of a small run: wall time, start-up and DVC overhead
   faults [--trials N]      kill the pipeline at random points, rerun it, compare with an uninterrupted run
+  serve-index --index F    serve a search index over HTTP (Search-R1's protocol and the ERL code's) for QA
 
 The usual way to train is plain `dvc repro` (or `dvc exp run -S key=value`).
 """
@@ -40,6 +41,7 @@ TOOLS = {  # command -> (module, function)
     "compare": ("tools.compare", "main"),
     "bench": ("tools.bench", "main"),
     "faults": ("tools.faults", "main"),
+    "serve-index": ("tools.retrieval", "main"),
 }
 
 

@@ -28,10 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from pipeline import layout
-from pipeline.config import ParamsError, load_params
+from pipeline.config import ParamsError, expand, load_params
 from pipeline.report import outside_legend
 from tools.bench import make_copy, repro_one, sandbox_env
 
@@ -513,7 +511,9 @@ def main(argv=None) -> int:
         write_outputs(results, meta, Path(args.out))
         print((Path(args.out) / "compare.md").read_text())
         return 0
-    base = yaml.safe_load(Path(args.params).read_text()) or {}
+    from pipeline.envs import with_defaults
+
+    base = with_defaults(expand(args.params))  # a preset's values over the defaults, every key written out
     if args.epochs is not None:
         base = _merge(base, {"train": {"epochs": args.epochs}})
     epochs = int((base.get("train") or {}).get("epochs", p.train.epochs))

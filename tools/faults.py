@@ -140,7 +140,12 @@ def _trial(kind: str, rng: random.Random, template: Path, reference: Path, work:
                 break
             time.sleep(0.05)
     first.wait()
-    time.sleep(1.5)  # the watch inside a stage notices a dead dvc within half a second
+    # The watch inside a stage notices a dead dvc within half a second of arming, and it arms first thing in the
+    # stage's main: on a loaded machine a stage may still be importing, so give it time to get there.
+    deadline = time.monotonic() + 10.0
+    time.sleep(1.5)
+    while _stage_pids(repo) and time.monotonic() < deadline:
+        time.sleep(0.25)
     orphans = _stage_pids(repo)
     for pid in orphans:
         os.kill(pid, signal.SIGKILL)

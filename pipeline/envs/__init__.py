@@ -2,7 +2,7 @@
 
 - a built-in name (frozenlake, sokoban, qa);
 - the name of an entry point in the ``erl.environments`` group of an installed package
-  (``[project.entry-points."erl.environments"] codebreaker = "erl_codebreaker:Codebreaker"``);
+  (``[project.entry-points."erl.environments"] mygame = "mygame:MyGame"``);
 - a ``package.module:Class`` reference to an importable class.
 
 The class subclasses :class:`pipeline.envs.base.Env` and carries its params model (``Params``, the section

@@ -234,14 +234,18 @@ def load_questions(path: str | Path, key: str) -> list[Question]:
         except Exception as exc:  # pyarrow's errors for a damaged or foreign file
             raise DataFileError(f"env.qa.{key}: {path}: not a readable Parquet file ({str(exc)[:120]})") from None
     elif path.suffix in (".jsonl", ".ndjson"):
-        rows = []
-        with open(path, encoding="utf-8", errors="strict") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                        raise DataFileError(f"env.qa.{key}: {path}: line {n}: not JSON ({exc})") from None
+        rows, lines = [], []
+        try:
+            with open(path, encoding="utf-8", errors="strict") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as exc:
+                            raise DataFileError(f"env.qa.{key}: {path}: line {n}: not JSON ({exc})") from None
+                        lines.append(n)
+        except UnicodeDecodeError as exc:
+            raise DataFileError(f"env.qa.{key}: {path}: not UTF-8 (byte {exc.start})") from None
     else:
         try:
             rows = json.loads(path.read_bytes().decode("utf-8"))
@@ -251,7 +255,7 @@ def load_questions(path: str | Path, key: str) -> list[Question]:
             raise DataFileError(f"env.qa.{key}: {path}: expected a JSON list of questions")
     out = []
     for i, row in enumerate(rows):
-        where = f"env.qa.{key}: {path}: row {i}"
+        where = f"env.qa.{key}: {path}: " + (f"line {lines[i]}" if path.suffix in (".jsonl", ".ndjson") else f"row {i}")
         if not isinstance(row, dict):
             raise DataFileError(f"{where}: expected an object, not {type(row).__name__}")
         answers = _answers_of(row, where)
@@ -270,16 +274,19 @@ def corpus_passages(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise DataFileError(f"env.qa.corpus_path: {path}: no such file")
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
+    from pipeline.envs.retrieval import split_contents
+
+    with open(path, "rb") as f:  # bytes, decoded per line: a bad byte is then reported with its line
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                row = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise DataFileError(f"env.qa.corpus_path: {path}: line {n}: not UTF-8 (byte {exc.start})") from None
+            except json.JSONDecodeError as exc:
                 raise DataFileError(f"env.qa.corpus_path: {path}: line {n}: not JSON ({exc})") from None
             contents = row.get("contents") if isinstance(row, dict) else None
             if not isinstance(contents, str) or not contents.strip():
                 raise DataFileError(f"env.qa.corpus_path: {path}: line {n}: no 'contents' string")
-            title, _, text = contents.partition("\n")
-            yield title.strip().strip('"'), text.strip() or title.strip().strip('"')
+            yield split_contents(contents)

@@ -108,17 +108,25 @@ class SearchIndex:
     def search(self, query: str, k: int) -> list[tuple[str, str]]:
         """Top-``k`` (title, text) passages for free text ``query`` by bm25 (ties by passage id); [] when the
         query has no word or nothing matches."""
+        return [(title, text) for _, title, text, _ in self.search_scored(query, k)]
+
+    def search_scored(self, query: str, k: int) -> list[tuple[int, str, str, float]]:
+        """:meth:`search` with each passage's id and bm25 score (lower is better, as SQLite gives it)."""
         q = fts_query(query)
         if q is None or k < 1:
             return []
         con = self._connect()
         try:
             return con.execute(
-                "SELECT title, text FROM passages WHERE passages MATCH ? ORDER BY bm25(passages), rowid LIMIT ?",
+                "SELECT rowid, title, text, bm25(passages) AS s FROM passages WHERE passages MATCH ? "
+                "ORDER BY s, rowid LIMIT ?",
                 (q, k),
             ).fetchall()
         except sqlite3.OperationalError:  # defensive: fts_query only emits quoted words
             return []
+
+    def count(self) -> int:
+        return self._connect().execute("SELECT count(*) FROM passages").fetchone()[0]
 
     def passages(self) -> list[tuple[str, str]]:
         """Every (title, text) passage, in id order."""
