@@ -1,11 +1,13 @@
 """What an environment name (``env.name``) stands for, as a ``module:Class`` reference, found without importing
 anything: a built-in, an entry point of an installed package in the ``erl.environments`` group, or a reference
 written out. pipeline/envs imports the class; pipeline/codedeps reads the module, to list its files as the stages'
-code dependencies. Standard library only."""
+code dependencies. Nothing here imports an environment."""
 
 from __future__ import annotations
 
 import importlib.metadata
+
+from pipeline.errors import InputError
 
 GROUP = "erl.environments"
 BUILTIN = {
@@ -15,7 +17,7 @@ BUILTIN = {
 }
 
 
-class EnvNotFound(ValueError):
+class EnvNotFound(InputError):
     """``env.name`` names no environment; the message says what was looked for, on one line."""
 
 
