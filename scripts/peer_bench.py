@@ -593,6 +593,13 @@ def main():
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--inter", type=int, default=256)
     ap.add_argument("--warm-steps", type=int, default=60, help="teacher-forced format warm start (0 = random init)")
+    ap.add_argument(
+        "--model-dir",
+        default=None,
+        help="benchmark this Hugging Face model directory instead of building the tiny model, e.g. SmolLM2-135M-"
+        'Instruct as the project imports it: .venv/bin/python -c "from pathlib import Path; from '
+        "pipeline.checkpoint import import_model; import_model('smollm2', Path('/tmp/smollm2'), 'float32', '2GB')\"",
+    )
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--skip-zero-adv", action="store_true", help="erl: drop zero-advantage samples (as consolidate)")
@@ -622,14 +629,19 @@ def main():
 
     torch.set_num_threads(a.threads)
     work = Path(a.workdir)
+    work.mkdir(parents=True, exist_ok=True)
     model_dir = work / "model"
     t = time.perf_counter()
-    info = build_shared_model(model_dir, a.hidden, a.layers, a.heads, a.inter, a.warm_steps, a.seed)
-    print(
-        f"model: {info['params'] / 1e6:.2f} M params, vocab {info['vocab']}, warm start loss {info['warm_losses']} "
-        f"({time.perf_counter() - t:.1f}s), saved at {model_dir}",
-        flush=True,
-    )
+    if a.model_dir:  # a real model: its own tokenizer and chat template on both sides
+        model_dir = Path(a.model_dir)
+        print(f"model: {model_dir} (as given)", flush=True)
+    else:
+        info = build_shared_model(model_dir, a.hidden, a.layers, a.heads, a.inter, a.warm_steps, a.seed)
+        print(
+            f"model: {info['params'] / 1e6:.2f} M params, vocab {info['vocab']}, warm start loss "
+            f"{info['warm_losses']} ({time.perf_counter() - t:.1f}s), saved at {model_dir}",
+            flush=True,
+        )
     import transformers
 
     print(
