@@ -74,10 +74,11 @@ class TinyParams(_Strict):
     warmstart_reading: Real = Field(
         0.85, ge=0.0, le=1.0, description="share of board-reading exercises in the warm start (rest: reply format)"
     )
-    warmstart_exercises: list[Literal["where", "around", "next", "which", "at"]] = Field(
+    warmstart_exercises: list[str] = Field(
         ["where", "around", "next", "which", "at"],
         min_length=1,
-        description="kinds of reading exercise, drawn uniformly (repeat one to weight it): where = coordinates of A "
+        description="kinds of reading exercise, drawn uniformly (repeat one to weight it); the environment's "
+        "warmstart() hook names its kinds (init checks). FrozenLake and Sokoban: where = coordinates of A "
         "and B, around = the symbols next to A, next = A's cell after an action and whether the episode "
         "ends, which = the moves from A that reach each symbol, at = whether A stands on the cell a "
         "reflection-like note names",

@@ -69,9 +69,13 @@ def main(argv=None) -> None:
     with stagekit.stage_errors("init"):
         configure_torch()  # threads and deterministic kernels, before the lineage records them
         p = ctx.params
+        env = make_env(p.env, ctx.root)
         if p.policy.model != "tiny":
             checkpoint.preflight(p.policy.model)  # a model that cannot be used stops init before it writes
-        env = make_env(p.env, ctx.root)
+        else:
+            from pipeline.tiny.warmstart import check_kinds
+
+            check_kinds(env, p.policy.tiny.warmstart_exercises)
         train, test = tasks.task_sets(p, env)
         log.info("tasks: %d train, %d test", len(train), len(test))
         done = env.prepare(p.seed)  # e.g. the QA search index: the warm start below already searches

@@ -203,6 +203,17 @@ def test_bad_hotpot_files_stop_init(case, tmp_path, capsys):
     assert _files(art) == set(), "nothing is written"
 
 
+def test_an_exercise_the_environment_lacks_stops_init(tmp_path, capsys):
+    """policy.tiny.warmstart_exercises names the environment's own kinds (FrozenLake's by default)."""
+    from stages import init
+
+    params = _params_file(tmp_path, {"policy": {"tiny": {"warmstart_exercises": ["where", "keep"]}}})
+    art = tmp_path / "artifacts"
+    needle = "policy.tiny.warmstart_exercises: frozenlake has no exercise 'keep' (it has ['around', 'at'"
+    _fails(init.main, ["--params", str(params), "--artifacts", str(art)], capsys, 1, needle)
+    assert _files(art) == set(), "nothing is written"
+
+
 def _real_qa(tmp_path: Path, **qa) -> Path:
     """Params of the real HotpotQA setup: question files and a corpus (good ones unless ``qa`` says otherwise)."""
     train, test, corpus = tmp_path / "train.jsonl", tmp_path / "dev.jsonl", tmp_path / "wiki.jsonl"
@@ -505,6 +516,7 @@ def test_every_case_in_the_document_is_tested_here():
             "qa-server-garbage",  # tests/test_qa_real.py
             "serve-index-bad-request",  # tests/test_qa_real.py
             "env-section-value",  # tests/test_example_env.py: an outside environment's own key
+            "env-exercise",  # test_an_exercise_the_environment_lacks_stops_init
         }
         | set(MODEL_CASES)
     )

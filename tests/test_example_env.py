@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import re
 
 import pytest
 import yaml
@@ -24,6 +25,7 @@ RUN = {  # a few epochs on the example: 64 codes of 3 digits 1..4
     "sample": {"tasks_per_epoch": 6, "sampling": {"max_new_tokens": 8}},
     "retry": {"sampling": {"max_new_tokens": 8}},
     "evaluate": {"sampling": {"max_new_tokens": 8}},
+    "policy": {"tiny": {"warmstart_exercises": ["keep", "note"]}},  # its own exercises (warmstart())
 }
 
 
@@ -57,6 +59,15 @@ def test_its_settings_are_validated_by_its_own_model(site):
             check_sections(_params(codebreaker=section).env, "tiny")
     with pytest.raises(ParamsError, match="policy.prompts: 'codebreaker' has no prompt set 'paper-text'"):
         check_sections(_params().env, "paper-text")
+
+
+def test_its_own_exercises_are_the_kinds_init_accepts(site):
+    from pipeline.errors import InputError
+    from pipeline.tiny.warmstart import check_kinds
+
+    check_kinds(make_env(_params().env), ["keep", "note", "keep"])
+    with pytest.raises(InputError, match=r"warmstart_exercises: codebreaker has no exercise 'where' \(it has \['keep'"):
+        check_kinds(make_env(_params().env), ["keep", "where"])  # FrozenLake's kinds are not its own
 
 
 def test_lineage_and_dependencies_name_its_files(site):
@@ -107,7 +118,7 @@ def test_rules_keep_the_right_digits_and_win_within_symbols_guesses(site):
 def test_the_embedded_default_builds_its_warm_start_from_the_hooks(site):
     from pipeline.prompts import prompt_set
     from pipeline.tiny.model import build_tokenizer
-    from pipeline.tiny.warmstart import corpus_texts, format_examples
+    from pipeline.tiny.warmstart import corpus_texts, format_examples, reading_examples
 
     env, prompts = make_env(_params().env), prompt_set("tiny", "codebreaker")
     tasks = env.generate("train", 20, 0)
@@ -115,7 +126,16 @@ def test_the_embedded_default_builds_its_warm_start_from_the_hooks(site):
     examples = format_examples(env, prompts, tasks, 200, 0, reflect_share=0.3)
     notes = [e.answer for e in examples if e.kind == "reflect-format"]
     assert notes and all(a.startswith("<prompt>") and " best " in a for a in notes)  # it copies the best guess
-    for ex in random.Random(0).sample(examples, 20):  # every word of every exercise is in the vocabulary
+    reading = reading_examples(env, tasks, 200, 0, ("keep", "note"))
+    for ex in reading:  # the answer is what the marks shown fix, position by position
+        shown = ex.messages[1]["content"] if ex.kind == "keep" else ex.messages[0]["content"].split(" : ")[1]
+        pairs = re.findall(r"(\d) (\d) (\d) :? ?([+-]) ([+-]) ([+-])", shown)
+        for i, digit in enumerate(ex.answer.split()):
+            marked = {p[i] for p in pairs if p[3 + i] == "+"}
+            assert (digit in marked) if digit != "-" else not marked, (shown, ex.answer)
+    assert {ex.kind for ex in reading} == {"keep", "note"} and any(set(ex.answer) != {"-", " "} for ex in reading)
+    tok = build_tokenizer(corpus_texts(env, prompts, tasks, 0, kinds=("keep", "note")))
+    for ex in random.Random(0).sample(examples, 20) + reading[:20]:  # every word of every exercise is known
         text = tok.apply_chat_template(ex.messages, tokenize=False) + ex.answer
         assert tok.unk_token_id not in tok.encode(text, add_special_tokens=False), text
 

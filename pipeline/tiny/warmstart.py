@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.envs.base import Env, Task, Trace
+from pipeline.errors import InputError
 from pipeline.prompts import PromptSet, reflector_messages, retry_system
 
 # Random play for the exercises stops after at most this many moves (the corpus's vocabulary: 8).
@@ -187,6 +188,17 @@ def random_note(env: Env, rng: random.Random, trace: Trace) -> str | None:
     return ex.random_note(env, rng) if ex.random_note else random_cell_note(rng)
 
 
+def check_kinds(env: Env, kinds: list[str]) -> None:
+    """``kinds`` (policy.tiny.warmstart_exercises) must be exercises the environment's ``warmstart()`` hook has;
+    without exercises they are not used."""
+    ex = env.warmstart()
+    unknown = [k for k in kinds if ex is not None and k not in ex.prompts]
+    if unknown:
+        raise InputError(
+            f"policy.tiny.warmstart_exercises: {env.name} has no exercise {unknown[0]!r} (it has {sorted(ex.prompts)})"
+        )
+
+
 def reading_examples(env: Env, tasks: list[Task], n: int, seed: int, kinds: tuple[str, ...]) -> list[Example]:
     """Board-reading exercises on states from random play (the environment's ``Exercises.reading``), their kinds
     drawn uniformly from ``kinds`` (repeat a kind to weight it); none for an environment without exercises."""
@@ -199,7 +211,8 @@ def reading_examples(env: Env, tasks: list[Task], n: int, seed: int, kinds: tupl
         states, _ = random_play(env, rng.choice(tasks), rng, PLAY_MOVES)
         state, _ = rng.choice(states)
         kind = rng.choice(kinds)
-        system, user, answer = ex.reading(env, state, kind, rng.choice(env.actions), rng)
+        action = rng.choice(env.actions) if env.actions else None  # games without a fixed move set get None
+        system, user, answer = ex.reading(env, state, kind, action, rng)
         out.append(Example([{"role": "system", "content": system}, {"role": "user", "content": user}], answer, kind))
     return out
 

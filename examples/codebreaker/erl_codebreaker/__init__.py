@@ -4,8 +4,8 @@ Each guess is marked per position: ``+`` the digit is right there, ``-`` it is n
 for the code, else half the share of right digits in the last guess (scored feedback, as in Mastermind).
 
 The feedback carries what the next attempt needs: a second attempt at the same code that knows the best guess so
-far and its marks starts with those digits in place (the reflection note, which the embedded default's warm start teaches
-its reflector to copy).
+far and its marks starts with those digits in place (the reflection note, which the embedded default's warm start
+teaches its reflector to copy; its reading exercises teach it to read marks, on the board and in a note).
 
 A reply is a ``` block with the digits, e.g. ```3 1 4```; anything else is an invalid guess that uses a turn."""
 
@@ -19,6 +19,7 @@ from pydantic import Field
 
 from pipeline.envs.base import Env, EnvParamsBase, Step, Task, Trace, last_code_block
 from pipeline.prompts import PromptSet, braces
+from pipeline.tiny.warmstart import Exercises
 
 
 class Params(EnvParamsBase):
@@ -161,3 +162,33 @@ class Codebreaker(Env):
 
     def vocabulary(self, tasks):
         return ["no guesses yet invalid guess . guesses left : + - best", *map(str, range(10))]
+
+    def warmstart(self):
+        """Reading exercises for the embedded default: the digits the marks have fixed, read off the board ("keep")
+        or off a note of the reflection's form in the system prompt ("note"). Never what to guess."""
+        return Exercises(read_marks, EXERCISES, random_note=lambda env, rng: " ".join(["best", *env.note_words(rng)]))
+
+    def note_words(self, rng):
+        n = self.params.length
+        return [str(rng.randint(1, self.params.symbols)) for _ in range(n)] + [rng.choice("+-") for _ in range(n)]
+
+
+EXERCISES = {"keep": "which digits are marked + ?", "note": "read the note . note :"}
+
+
+def fixed(guesses, marks) -> str:
+    """Per position the digit a ``+`` has fixed there, else ``-`` (``3 - 1``); ``guesses``/``marks``: word lists."""
+    out = ["-"] * len(marks[0]) if marks else []
+    for guess, mark in zip(guesses, marks):
+        out = [d if m == "+" else o for d, m, o in zip(guess, mark, out)]
+    return " ".join(out)
+
+
+def read_marks(env, state, kind, action, rng):
+    """(system, user, answer) of one exercise on ``state``."""
+    n, user = env.params.length, env.message(state, None)
+    if kind == "keep":
+        guesses = [[str(d) for d in g] for g, _ in state.guesses]
+        return EXERCISES[kind], user, fixed(guesses, [m.split() for _, m in state.guesses]) or " ".join("-" * n)
+    note = env.note_words(rng)
+    return f"{EXERCISES[kind]} best {' '.join(note)}", user, fixed([note[:n]], [note[n:]])
