@@ -401,20 +401,24 @@ def test_audit_options_after_the_subcommand(erl_run):
 
 
 def test_editing_a_tool_or_an_unused_environment_leaves_the_run_clean(erl_run, tmp_path):
-    """Code dependencies are the files a stage imports: editing any tool, or an environment the run does not use,
-    changes no stage; editing the method reruns the stages that import it."""
+    """Code dependencies are the files a stage imports: editing any tool changes no stage; editing an environment
+    the run does not use reruns validate alone (it checks every environment's section), whose output does not
+    change, so nothing after it reruns; editing the method reruns the stages that import it."""
     copy = tmp_path / "copy"
     shutil.copytree(erl_run, copy)
-    for rel in sorted(p.relative_to(copy).as_posix() for p in (copy / "tools").glob("*.py")) + [
-        "pipeline/envs/sokoban.py",
-        "pipeline/tiny/sokoban.py",
-        "pipeline/envs/qa.py",
-    ]:
-        path = copy / rel
-        if path.exists():
-            path.write_text(path.read_text() + "\n# edited\n")
+
+    def edit(*rels):
+        for rel in rels:
+            (copy / rel).write_text((copy / rel).read_text() + "\n# edited\n")
+
+    edit(*sorted(p.relative_to(copy).as_posix() for p in (copy / "tools").glob("*.py")))
     status = dvc(copy, "status").stdout
     assert "up to date" in status, status
+    edit("pipeline/envs/sokoban.py", "pipeline/tiny/sokoban.py", "pipeline/envs/qa.py")
+    stale = [line[:-1] for line in dvc(copy, "status").stdout.splitlines() if line and not line[0].isspace()]
+    assert stale == ["validate"], stale
+    ran = [line for line in dvc(copy, "repro").stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["Running stage 'validate':"], ran
     (copy / "pipeline/erl/retry.py").write_text((copy / "pipeline/erl/retry.py").read_text() + "\n# edited\n")
     status = dvc(copy, "status").stdout
     assert "changed deps" in status and "pipeline/erl/retry.py" in status and "epochs_e1-e2" in status

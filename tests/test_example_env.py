@@ -183,7 +183,8 @@ def test_smollm2_plays_it(site, tmp_path):
     res = dvc(repo, "repro", check=False, timeout=1500)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     attempts = read_table("attempts", repo / layout.epoch_dir(1) / "attempts.parquet").to_pandas()
-    assert len(attempts) == 2 * 4 and all(len(r) > 0 for r in attempts.responses)
+    rollouts = yaml.safe_load((repo / "params.yaml").read_text())["sample"]["rollouts_per_task"]["erl"]
+    assert len(attempts) == 2 * rollouts and all(len(r) > 0 for r in attempts.responses)
 
 
 def test_example_size():

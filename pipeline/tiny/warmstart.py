@@ -40,7 +40,8 @@ class Exercises:
     """An environment's board-reading exercises (what its ``warmstart()`` hook returns).
 
     ``reading(env, state, kind, action, rng) -> (system, user, answer)``: one exercise of ``kind`` on ``state``
-    (``action``: a random action, for exercises that ask what it would do). ``prompts``: the system prompt of each
+    (``action``: a random one of ``env.actions``, for exercises that ask what it would do; None when the
+    environment has no fixed move set). ``prompts``: the system prompt of each
     kind (the kinds ``policy.tiny.warmstart_exercises`` may name). ``words``: answer words of a kind that no prompt,
     board or feedback contains (the tokenizer must know them). ``random_note(env, rng)``: a note of the form the
     reflection copies, on a random cell (default: ``last r c`` on a 5x5 board)."""

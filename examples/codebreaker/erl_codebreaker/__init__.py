@@ -169,6 +169,7 @@ class Codebreaker(Env):
         return Exercises(read_marks, EXERCISES, random_note=lambda env, rng: " ".join(["best", *env.note_words(rng)]))
 
     def note_words(self, rng):
+        """A random guess and random marks, the words of a note like ``best 3 1 2 + - +``."""
         n = self.params.length
         return [str(rng.randint(1, self.params.symbols)) for _ in range(n)] + [rng.choice("+-") for _ in range(n)]
 
