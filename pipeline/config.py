@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.paramtypes import Real, resolve  # noqa: F401  (resolve: for the environments' params)
+from pipeline.paramtypes import Real
 from pipeline.paramtypes import Strict as _Strict
 
 PARAMS_FILE = Path("params.yaml")

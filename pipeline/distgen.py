@@ -27,13 +27,12 @@ def _ensure_group() -> None:
 class DistributedEngine:
     """An engine of this process, generating its share of every call and gathering the rest from the others."""
 
-    def __init__(self, engine, batch_size: int):
+    def __init__(self, engine):
         _ensure_group()
-        self.inner, self.batch_size = engine, batch_size
+        self.inner = engine
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.gathered = 0  # generations received from other processes (tests read it)
 
-    def __getattr__(self, name):  # model, device, pad_id, tokenizer ... of the engine
+    def __getattr__(self, name):  # model, device, pad_id, sleep, load_weights ... of the engine
         return getattr(self.inner, name)
 
     def generate(self, prompts, sampling, seeds):
@@ -49,23 +48,7 @@ class DistributedEngine:
         everyone: list = [None] * self.world
         dist.all_gather_object(everyone, [(i, g) for i, g in enumerate(part) if g is not None])
         out: list = [None] * len(prompts)
-        for r, pairs in enumerate(everyone):
+        for pairs in everyone:
             for i, g in pairs:
                 out[i] = g
-            if r != self.rank:
-                self.gathered += len(pairs)
         return out
-
-    def sleep(self) -> None:
-        self.inner.sleep()
-
-    def load_weights(self, state_dict: dict) -> None:
-        self.inner.load_weights(state_dict)
-
-    def load_checkpoint(self, path) -> None:
-        self.inner.load_checkpoint(path)
-
-
-def is_main() -> bool:
-    """Whether this process writes the stage's tables (the only one when generation is not shared out)."""
-    return not dist.is_initialized() or dist.get_rank() == 0

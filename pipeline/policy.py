@@ -102,7 +102,7 @@ def _build(p: Params, path: Path):
     if p.rollout.processes > 1:
         from pipeline.distgen import DistributedEngine
 
-        engine = DistributedEngine(engine, p.policy.batch_size)
+        engine = DistributedEngine(engine)
     return engine, tok
 
 
@@ -128,9 +128,3 @@ def hand_over(state_dict: dict | None, version: str, path: Path) -> None:
     else:
         _LIVE.engine.load_checkpoint(path)
     _LIVE.version = version
-
-
-def forget() -> None:
-    """Drop this process's engine (tests that build several runs in one process)."""
-    global _LIVE
-    _LIVE = None

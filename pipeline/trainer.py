@@ -125,7 +125,8 @@ def train_epoch(
     # policy, so their old log-probs are the trained ones, detached; only samples a later step trains need a pass.
     # The passes call the model's backbone and output layer themselves (logprobs.response_logprobs), past the
     # autocast that accelerate wraps around the model's forward: they run under the accelerator's autocast.
-    later = [x for x in segs if x.sample in pl.trained_after_first_step()]
+    trained_later = pl.trained_after_first_step()
+    later = [x for x in segs if x.sample in trained_later]
     model.eval()
     kl_on = u.kl_coef > 0 or bool(u.kl_coef_reflection)
 

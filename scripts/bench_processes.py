@@ -24,6 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline import graph  # noqa: E402
 from pipeline.config import expand, merge  # noqa: E402
 from pipeline.envs import with_defaults  # noqa: E402
 from tools.bench import make_copy, sandbox_env  # noqa: E402
@@ -57,13 +58,9 @@ def main(argv=None) -> int:
                 art = tmp / f"{stage}-{n}"
                 shutil.copytree(init_art, art)
                 cmd = [sys.executable, "-m", "stages." + stage, "--epoch", str(epoch), "--artifacts", str(art)]
-                if n > 1:
-                    cmd = [
-                        *(sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu"),
-                        *("--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no"),
-                        *("--dynamo_backend", "no", "-m", "stages." + stage),
-                        *("--epoch", str(epoch), "--artifacts", str(art)),
-                    ]
+                if n > 1:  # dvc.yaml's command (graph.launch), with this interpreter's accelerate
+                    launch = [sys.executable, "-m", "accelerate.commands.launch", *graph.launch(n).split()[2:]]
+                    cmd = [*launch, "-m", "stages." + stage, "--epoch", str(epoch), "--artifacts", str(art)]
                 t0 = time.perf_counter()
                 res = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True)
                 took = time.perf_counter() - t0

@@ -23,15 +23,8 @@ sys.path.insert(0, str(ROOT))
 from pipeline import gpumem  # noqa: E402
 from pipeline.config import load_or_exit  # noqa: E402
 
-QWEN3_4B = {  # Qwen/Qwen3-4B-Instruct-2507's config.json, the keys that set its size
-    "hidden_size": 2560,
-    "num_hidden_layers": 36,
-    "intermediate_size": 9728,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "head_dim": 128,
-    "vocab_size": 151936,
-    "tie_word_embeddings": True,
+QWEN3_4B = {  # the size keys the planner knows, and what a Qwen3Config needs besides them
+    **gpumem.KNOWN["Qwen/Qwen3-4B-Instruct-2507"],
     "max_position_embeddings": 262144,
     "rope_theta": 5000000.0,
     "rms_norm_eps": 1e-6,

@@ -29,8 +29,8 @@ def main(argv=None) -> None:
         t = {n: read_rows(n, ctx.path(n)) for n in TABLES}
         memory_rows = read_rows("memory", ctx.path("memory", e - 1))
         samples, memory = consolidate(p, e, t["attempts"], t["feedback"], t["reflections"], t["retries"], memory_rows)
-        lineage = ctx.lineage([ctx.path(n) for n in TABLES] + [ctx.path("memory", e - 1)], KEYS)
         if ctx.main_process:
+            lineage = ctx.lineage([ctx.path(n) for n in TABLES] + [ctx.path("memory", e - 1)], KEYS)
             write_table("samples", samples, ctx.path("samples"), lineage)
             write_table("memory", memory, ctx.path("memory"), lineage)
         log.info(

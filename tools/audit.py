@@ -243,7 +243,18 @@ def _retired(path: Path, digest: str) -> bool:
 def verify(root: Path, lock: Path | None) -> list[dict]:
     """Every mismatch between an artifact on disk and what was recorded about it. Empty list = all good. Every
     file is hashed from its bytes (no hash is taken from pipeline/hashcache.py's memory of it)."""
+    before = os.environ.get("ERL_VERIFY")
     os.environ["ERL_VERIFY"] = "full"
+    try:
+        return _verify(root, lock)
+    finally:
+        if before is None:
+            os.environ.pop("ERL_VERIFY", None)
+        else:
+            os.environ["ERL_VERIFY"] = before
+
+
+def _verify(root: Path, lock: Path | None) -> list[dict]:
     problems: list[dict] = []
     base = root.parent
     declared = _declared_outs(lock.parent / "dvc.yaml") if lock is not None else None

@@ -312,11 +312,6 @@ class FrozenLake(GridText, Env):
         parts.append(f"Steps left: {state.steps_left}")
         return "\n".join(parts)
 
-    def warmstart(self):
-        import importlib
-
-        return importlib.import_module("pipeline.tiny.frozenlake").EXERCISES  # by name: only a tiny run imports it
-
     def vocabulary(self, tasks: list[Task]) -> list[str]:
         """Texts covering words random play would not show: none. Boards, messages, summaries and feedback
         from random play (warmstart.corpus_texts) already contain every FrozenLake word, and adding texts

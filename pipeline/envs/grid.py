@@ -159,8 +159,8 @@ class GridText:
             before = s.observation
         return "\n\n".join(parts + [f"Reward: {self.reward(trace)}. Feedback: {self.feedback(trace)}"])
 
-    def step_comment(self, step, before: str) -> str:
-        """One line on what a step did, as the reference reflection context comments it (docs/method.md 5.6)."""
-        if step.action is None:
-            return "Not a valid action."
-        return "Did not move." if not step.moved else "Moved."
+    def warmstart(self):
+        """The game's board-reading exercises (pipeline/tiny/<name>.py), imported by name: only a tiny run needs them."""
+        import importlib
+
+        return importlib.import_module(f"pipeline.tiny.{self.name}").EXERCISES

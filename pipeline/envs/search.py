@@ -76,6 +76,8 @@ class SearchIndex:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
+        self._passages: int | None = None  # counted by the first connection's check (a full scan of the table)
+        self._check_lock = threading.Lock()
 
     @property
     def _con(self) -> sqlite3.Connection | None:
@@ -93,17 +95,25 @@ class SearchIndex:
                     "after switching env.name run `erl dvc-yaml` and `dvc repro`"
                 )
             con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-            try:  # an empty, foreign or damaged file would otherwise make every search silently find nothing
-                n = con.execute("SELECT count(*) FROM passages").fetchone()[0]
-                con.execute("SELECT key, value FROM meta LIMIT 1").fetchall()
-            except sqlite3.DatabaseError as exc:
-                con.close()
-                raise SearchIndexError(f"{self.path}: not a search index built by init ({exc}); rerun init") from None
-            if n == 0:
-                con.close()
-                raise SearchIndexError(f"{self.path}: the search index holds no passages; rerun init")
+            with self._check_lock:
+                if self._passages is None:
+                    self._passages = self._check(con)
             self._con = con
         return self._con
+
+    def _check(self, con: sqlite3.Connection) -> int:
+        """The passages in the index; an empty, foreign or damaged file would otherwise make every search silently
+        find nothing."""
+        try:
+            n = con.execute("SELECT count(*) FROM passages").fetchone()[0]
+            con.execute("SELECT key, value FROM meta LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            con.close()
+            raise SearchIndexError(f"{self.path}: not a search index built by init ({exc}); rerun init") from None
+        if n == 0:
+            con.close()
+            raise SearchIndexError(f"{self.path}: the search index holds no passages; rerun init")
+        return n
 
     def search(self, query: str, k: int) -> list[tuple[str, str]]:
         """Top-``k`` (title, text) passages for free text ``query`` by bm25 (ties by passage id); [] when the
@@ -126,7 +136,8 @@ class SearchIndex:
             return []
 
     def count(self) -> int:
-        return self._connect().execute("SELECT count(*) FROM passages").fetchone()[0]
+        self._connect()
+        return self._passages
 
     def passages(self) -> list[tuple[str, str]]:
         """Every (title, text) passage, in id order."""

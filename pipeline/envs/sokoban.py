@@ -269,11 +269,6 @@ class Sokoban(GridText, Env):
         parts.append(f"Steps left: {state.steps_left}")
         return "\n".join(parts)
 
-    def warmstart(self):
-        import importlib
-
-        return importlib.import_module("pipeline.tiny.sokoban").EXERCISES  # by name: only a tiny run imports it
-
     def vocabulary(self, tasks: list[Task]) -> list[str]:
         """Texts covering every word this environment can show (for the embedded word-level tokenizer)."""
         texts = [

@@ -125,7 +125,7 @@ def update(
                     "grad_norm": row["grad_norm"],
                     "lr": row["lr"],
                     "replay_loss": row["replay_loss"],
-                    "tokens_per_s": row["n_tokens"] * rt.num_processes / max(seconds, 1e-9),
+                    "tokens_per_s": row["n_tokens"] / max(seconds, 1e-9),  # n_tokens: every process's
                     "memory_gib": memory_gib(),
                 }
             )

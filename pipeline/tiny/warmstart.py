@@ -193,7 +193,9 @@ def check_kinds(env: Env, kinds: list[str]) -> None:
     """``kinds`` (policy.tiny.warmstart_exercises) must be exercises the environment's ``warmstart()`` hook has;
     without exercises they are not used."""
     ex = env.warmstart()
-    unknown = [k for k in kinds if ex is not None and k not in ex.prompts]
+    if ex is None:
+        return
+    unknown = [k for k in kinds if k not in ex.prompts]
     if unknown:
         raise InputError(
             f"policy.tiny.warmstart_exercises: {env.name} has no exercise {unknown[0]!r} (it has {sorted(ex.prompts)})"
